@@ -1,0 +1,178 @@
+//! Wiring: the shared state every session sees (config snapshot, pools,
+//! cancel keys, stats, shutdown signal), the listener, signals, and the drain.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::config::Database;
+use crate::error::{sqlstate, ClientError};
+use crate::observe::GlobalStats;
+use crate::pool::{Pool, PoolKey, PoolSettings, Registry};
+use crate::server::cancel::CancelRegistry;
+use crate::server::{ConnectTarget, ServerCredential};
+use crate::snapshot::Snapshot;
+
+/// State shared by all tasks.
+#[derive(Debug)]
+pub struct Shared {
+    snapshot: ArcSwap<Snapshot>,
+    /// Live pools.
+    pub registry: Registry,
+    /// Client cancel keys.
+    pub cancels: CancelRegistry,
+    /// Pooler-wide counters.
+    pub stats: GlobalStats,
+    /// Flips to true when the pooler starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Shared state around a first snapshot.
+    pub fn new(snapshot: Snapshot, shutdown: watch::Receiver<bool>) -> Self {
+        Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            registry: Registry::new(),
+            cancels: CancelRegistry::default(),
+            stats: GlobalStats::default(),
+            shutdown,
+        }
+    }
+
+    /// The config snapshot in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The pool for a logged-in client, created on first use.
+    pub fn pool_for(
+        &self,
+        snapshot: &Snapshot,
+        key: &PoolKey,
+        db: &Database,
+        client_credential: ServerCredential,
+    ) -> Result<Arc<Pool>, ClientError> {
+        let pool_cfg = &snapshot.config.pool;
+        let (server_user, credential) = match &db.user {
+            Some(u) => {
+                let cred = match (&db.password, snapshot.user(u)) {
+                    (Some(p), _) => ServerCredential::Password(p.clone()),
+                    (None, Some(e)) => match (&e.password, &e.md5) {
+                        (Some(p), _) => ServerCredential::Password(p.clone()),
+                        (None, Some(m)) => ServerCredential::Md5Secret(m.clone()),
+                        _ => ServerCredential::None,
+                    },
+                    (None, None) => ServerCredential::None,
+                };
+                (u.clone(), cred)
+            }
+            None => (key.user.clone(), client_credential),
+        };
+        let host = db.hosts.first().ok_or_else(|| {
+            ClientError::fatal(sqlstate::INTERNAL_ERROR, "database entry has no host")
+        })?;
+        let settings = || PoolSettings {
+            size: db.effective_pool_size(pool_cfg),
+            min_size: db.min_pool_size.unwrap_or(pool_cfg.min_pool_size),
+            mode: db.pool_mode.unwrap_or(pool_cfg.mode),
+            reset_query: pool_cfg.server_reset_query.clone(),
+            reset_always: pool_cfg.server_reset_query_always,
+            check_query: pool_cfg.server_check_query.clone(),
+            check_delay: pool_cfg.server_check_delay,
+            idle_timeout: pool_cfg.server_idle_timeout,
+            lifetime: pool_cfg.server_lifetime,
+            query_wait_timeout: pool_cfg.query_wait_timeout,
+            target: ConnectTarget {
+                host: host.host.clone(),
+                port: host.port,
+                user: server_user,
+                database: db.dbname.clone(),
+                credential,
+                connect_timeout: pool_cfg.server_connect_timeout,
+            },
+        };
+        let db_max = db.max_db_connections.unwrap_or(pool_cfg.max_db_connections);
+        Ok(self.registry.get_or_create(key, db_max, settings))
+    }
+}
+
+/// Errors that stop the pooler from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The config could not be loaded.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The listen address could not be bound.
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the pooler with the config at `path` until SIGINT/SIGTERM.
+pub async fn run(path: &Path) -> Result<(), AppError> {
+    let snapshot = Snapshot::load(path)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let addr = snapshot.config.listen.addr;
+    let max_clients = snapshot.config.listen.max_client_conn;
+    let drain = snapshot.config.pool.shutdown_timeout;
+    let shared = Arc::new(Shared::new(snapshot, shutdown_rx));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })?;
+    tracing::info!(%addr, config = %path.display(), "pgpool-rs listening");
+    let accept = tokio::spawn(crate::net::listener::accept_loop(
+        listener,
+        shared.clone(),
+        max_clients,
+    ));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    accept.abort();
+    let deadline = tokio::time::Instant::now() + drain;
+    while shared
+        .stats
+        .clients_now
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = wait_for_signal() => break,
+        }
+    }
+    shared.registry.close_all();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        match (term, int) {
+            (Ok(mut t), Ok(mut i)) => {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,45 @@
+//! Command-line interface (clap): run, `--check`, `demo`, `convert`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// pgpool-rs: a PostgreSQL connection pooler.
+#[derive(Debug, Parser)]
+#[command(name = "pgpool-rs", version, about, long_about = None)]
+pub struct Cli {
+    /// Path of pool.toml.
+    #[arg(
+        long,
+        short = 'c',
+        env = "PGPOOL_CONFIG",
+        default_value = "pool.toml",
+        global = true
+    )]
+    pub config: PathBuf,
+    /// Validate the config, print problems, exit 0 (fine) or 1.
+    #[arg(long)]
+    pub check: bool,
+    /// A subcommand; none means "run the pooler".
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a throwaway local PostgreSQL with the pooler in front of it.
+    Demo {
+        /// Port for the pooler (default 6432, or a free one if taken).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Server connections in the demo pool.
+        #[arg(long, default_value_t = 5)]
+        pool_size: u32,
+    },
+    /// Print the pool.toml equivalent of a pgbouncer.ini.
+    Convert {
+        /// The pgbouncer.ini to read.
+        file: PathBuf,
+    },
+}

@@ -1,0 +1,28 @@
+//! pgpool-rs: a PostgreSQL connection pooler (transaction mode), built to
+//! replace PgBouncer.
+//!
+//! ```text
+//! client socket ─► net::listener ─► session::startup (params, auth) ─► Login
+//!        ┌──────────── session loop (one task per client) ◄───────────┘
+//!        │  wait for a message ─► pool checkout (FIFO) ─► server conn
+//!        │  relay both ways until ReadyForQuery 'I' ─► release (reset if dirty)
+//!        └──► wait for the next transaction
+//! config file ─► config (parse + validate) ─► snapshot ─► app::Shared
+//! pools + sessions bump atomics ─► observe ◄─ admin console, metrics
+//! ```
+//! Imports point one way: protocol, auth, config, observe, error (leaves) ←
+//! server ← pool ← session ← net ← app.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod net;
+pub mod observe;
+pub mod pool;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod snapshot;

@@ -1,0 +1,64 @@
+//! The binary: parse the command line, set up logging, start the runtime,
+//! hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pgpool_rs::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    if cli.check {
+        let (ok, text) = pgpool_rs::config::check_report(&cli.config);
+        if ok {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        eprintln!("{text}");
+        return ExitCode::from(1);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pgpool-rs: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        None => runtime
+            .block_on(pgpool_rs::app::run(&cli.config))
+            .map_err(|e| e.to_string()),
+        Some(Command::Demo { port, pool_size }) => {
+            let _ = (port, pool_size);
+            Err("demo: not available in this build".to_owned())
+        }
+        Some(Command::Convert { file }) => {
+            Err(format!("convert {}: not implemented yet", file.display()))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgpool-rs: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("PGPOOL_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,84 @@
+//! Counters. Writers use relaxed atomic adds; readers take a consistent-enough
+//! snapshot. Nothing here locks.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Per-pool counters.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Transactions completed (server released at Idle).
+    pub xact_count: AtomicU64,
+    /// Queries (Query messages and Executes).
+    pub query_count: AtomicU64,
+    /// Bytes received from clients.
+    pub bytes_in: AtomicU64,
+    /// Bytes received from servers.
+    pub bytes_out: AtomicU64,
+    /// Total microseconds clients spent waiting for a server.
+    pub wait_us: AtomicU64,
+    /// Number of waits.
+    pub waits: AtomicU64,
+    /// Clients waiting right now.
+    pub waiting_now: AtomicU64,
+    /// Server connections opened.
+    pub server_connects: AtomicU64,
+    /// Server connections closed.
+    pub server_closes: AtomicU64,
+    /// Reset queries run.
+    pub resets: AtomicU64,
+}
+
+impl PoolStats {
+    /// A client started waiting for a server.
+    pub fn waiting_started(&self) {
+        self.waiting_now.fetch_add(1, Relaxed);
+    }
+
+    /// A client stopped waiting after `waited`.
+    pub fn waiting_ended(&self, waited: Duration) {
+        self.waiting_now.fetch_sub(1, Relaxed);
+        self.waits.fetch_add(1, Relaxed);
+        self.wait_us.fetch_add(waited.as_micros() as u64, Relaxed);
+    }
+
+    /// A server connection logged in.
+    pub fn server_connected(&self) {
+        self.server_connects.fetch_add(1, Relaxed);
+    }
+
+    /// A server connection was closed.
+    pub fn server_closed(&self) {
+        self.server_closes.fetch_add(1, Relaxed);
+    }
+
+    /// A reset query completed.
+    pub fn reset_done(&self) {
+        self.resets.fetch_add(1, Relaxed);
+    }
+
+    /// Folds one relay run's totals in.
+    pub fn add_traffic(&self, xacts: u64, queries: u64, bytes_in: u64, bytes_out: u64) {
+        if xacts > 0 {
+            self.xact_count.fetch_add(xacts, Relaxed);
+        }
+        self.query_count.fetch_add(queries, Relaxed);
+        self.bytes_in.fetch_add(bytes_in, Relaxed);
+        self.bytes_out.fetch_add(bytes_out, Relaxed);
+    }
+}
+
+/// Pooler-wide counters.
+#[derive(Debug, Default)]
+pub struct GlobalStats {
+    /// Clients connected now (past the listener's limit check).
+    pub clients_now: AtomicU64,
+    /// Clients refused because `max_client_conn` was reached.
+    pub clients_refused: AtomicU64,
+    /// Logins that failed authentication.
+    pub login_failures: AtomicU64,
+    /// Clients ended for protocol violations.
+    pub protocol_errors: AtomicU64,
+    /// Cancel requests forwarded.
+    pub cancels_forwarded: AtomicU64,
+}

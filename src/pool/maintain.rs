@@ -1,0 +1,48 @@
+//! The per-pool maintenance task: closes idle connections past
+//! `server_idle_timeout` (down to `min_pool_size`) or `server_lifetime`, and
+//! opens connections up to `min_pool_size`.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use super::pool::Pool;
+
+/// How often maintenance runs.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Starts maintenance for `pool`; the task ends when the pool is dropped or closed.
+pub fn spawn(pool: Weak<Pool>) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(pool) = pool.upgrade() else { return };
+            if pool.is_closed() {
+                return;
+            }
+            run_once(&pool);
+        }
+    });
+}
+
+/// One maintenance pass.
+pub fn run_once(pool: &Pool) {
+    let s = pool.settings();
+    let min = s.min_size.min(s.size);
+    let stale = pool.take_idle_where(|conn, staying| {
+        let too_old = !s.lifetime.is_zero() && conn.created.elapsed() >= s.lifetime;
+        let too_idle = !s.idle_timeout.is_zero()
+            && conn.last_used.elapsed() >= s.idle_timeout
+            && staying > min;
+        too_old || too_idle
+    });
+    for conn in stale {
+        tracing::debug!(pool = %pool.key.database, id = conn.id, "closing idle server connection");
+        pool.forget(conn, true);
+    }
+    pool.fill_to_min();
+}

@@ -1,0 +1,15 @@
+//! Server connection pools: one per (database entry, user), bounded, with a
+//! FIFO queue of waiting clients, kept warm and tidy by a maintenance task.
+//! The pool knows nothing of the wire protocol beyond "a connection to hand
+//! out"; resets and checks are delegated to [`crate::server::ServerConn`].
+
+pub mod checkout;
+pub mod db_limit;
+pub mod maintain;
+#[allow(clippy::module_inception)]
+pub mod pool;
+pub mod registry;
+
+pub use checkout::Checkout;
+pub use pool::{CheckoutError, Pool, PoolKey, PoolSettings};
+pub use registry::Registry;

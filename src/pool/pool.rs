@@ -1,0 +1,432 @@
+//! One pool: an idle stack (most recently used first, so warm connections are
+//! reused and surplus ones age out), a FIFO queue of waiters, and the count of
+//! open connections bounded by the pool size and the database-wide cap.
+//!
+//! New connections are opened by background tasks and handed to the first
+//! waiter, so the order clients are served in is the order they asked in.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::oneshot;
+
+use super::checkout::Checkout;
+use super::db_limit::DbLimit;
+use crate::config::PoolMode;
+use crate::observe::stats::PoolStats;
+use crate::server::{ConnectError, ConnectTarget, ServerConn};
+
+/// Identifies a pool: the database entry clients name, and the user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PoolKey {
+    /// Database entry name (what clients connect to).
+    pub database: String,
+    /// Client user name.
+    pub user: String,
+}
+
+/// A pool's settings, derived from the config snapshot; swapped on reload.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Maximum server connections.
+    pub size: u32,
+    /// Connections kept open even when idle.
+    pub min_size: u32,
+    /// Transaction or session pooling.
+    pub mode: PoolMode,
+    /// Query run on release when needed ("" = none).
+    pub reset_query: String,
+    /// Run the reset query after every transaction.
+    pub reset_always: bool,
+    /// Health check for connections idle longer than `check_delay`.
+    pub check_query: String,
+    /// Idle time after which a connection is checked before use.
+    pub check_delay: Duration,
+    /// Idle connections beyond `min_size` older than this are closed (0 = never).
+    pub idle_timeout: Duration,
+    /// Connections older than this are closed when idle (0 = never).
+    pub lifetime: Duration,
+    /// How long a client waits for a connection (0 = forever).
+    pub query_wait_timeout: Duration,
+    /// Where and how to connect.
+    pub target: ConnectTarget,
+}
+
+/// Why a checkout failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CheckoutError {
+    /// No connection within `query_wait_timeout`.
+    #[error("query_wait_timeout: no server connection became available within {0} s")]
+    WaitTimeout(u64),
+    /// Opening a connection failed.
+    #[error("{0}")]
+    Connect(Arc<ConnectError>),
+    /// The pool was closed (its database was removed or the pooler is stopping).
+    #[error("pool for database \"{0}\" is closed")]
+    Closed(String),
+}
+
+type Waiter = oneshot::Sender<Result<Checkout, CheckoutError>>;
+
+#[derive(Debug, Default)]
+struct State {
+    idle: Vec<ServerConn>,
+    waiters: VecDeque<Waiter>,
+    /// Connections open, opening, in use, or being reset.
+    open: u32,
+    /// Of which still opening.
+    connecting: u32,
+}
+
+/// A pool of server connections for one (database entry, user).
+#[derive(Debug)]
+pub struct Pool {
+    /// Which pool this is.
+    pub key: PoolKey,
+    settings: ArcSwap<PoolSettings>,
+    state: Mutex<State>,
+    db: Arc<DbLimit>,
+    closed: AtomicBool,
+    welcome: Mutex<Option<Arc<Vec<(String, String)>>>>,
+    /// Counters read by the admin console and metrics.
+    pub stats: PoolStats,
+    me: Weak<Pool>,
+}
+
+impl Pool {
+    /// Creates a pool and starts its maintenance task.
+    pub fn new(key: PoolKey, settings: PoolSettings, db: Arc<DbLimit>) -> Arc<Pool> {
+        let pool = Arc::new_cyclic(|me| Pool {
+            key,
+            settings: ArcSwap::from_pointee(settings),
+            state: Mutex::default(),
+            db,
+            closed: AtomicBool::new(false),
+            welcome: Mutex::default(),
+            stats: PoolStats::default(),
+            me: me.clone(),
+        });
+        super::maintain::spawn(Arc::downgrade(&pool));
+        pool
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves consistent counters (no
+        // partial updates span an unwind point), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> arc_swap::Guard<Arc<PoolSettings>> {
+        self.settings.load()
+    }
+
+    /// Replaces the settings (reload); surplus connections close as released.
+    pub fn set_settings(&self, settings: PoolSettings) {
+        self.settings.store(Arc::new(settings));
+    }
+
+    /// Marks the pool closed: waiters fail, idle connections close, and
+    /// released ones are closed.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let (idle, waiters) = {
+            let mut st = self.lock();
+            (
+                std::mem::take(&mut st.idle),
+                std::mem::take(&mut st.waiters),
+            )
+        };
+        for w in waiters {
+            let _ = w.send(Err(CheckoutError::Closed(self.key.database.clone())));
+        }
+        for conn in idle {
+            self.forget(conn, true);
+        }
+    }
+
+    /// True once [`Self::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Parameters a new client is told at login (from a server of this pool).
+    pub fn welcome(&self) -> Option<Arc<Vec<(String, String)>>> {
+        self.welcome.lock().ok().and_then(|w| w.clone())
+    }
+
+    fn remember_welcome(&self, conn: &ServerConn) {
+        if let Ok(mut w) = self.welcome.lock() {
+            if w.is_none() {
+                *w = Some(Arc::new(conn.reported_names.clone()));
+            }
+        }
+    }
+
+    /// Waits for a connection: an idle one at once, otherwise in FIFO order
+    /// behind earlier waiters, up to `query_wait_timeout`.
+    pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
+        let settings = self.settings();
+        loop {
+            if self.is_closed() {
+                return Err(CheckoutError::Closed(self.key.database.clone()));
+            }
+            let taken = {
+                let mut st = self.lock();
+                st.waiters.retain(|w| !w.is_closed());
+                if st.waiters.is_empty() {
+                    st.idle.pop().map(Ok)
+                } else {
+                    None
+                }
+                .unwrap_or_else(|| {
+                    let (tx, rx) = oneshot::channel();
+                    st.waiters.push_back(tx);
+                    self.stats.waiting_started();
+                    self.grow_locked(&mut st, &settings);
+                    Err(rx)
+                })
+            };
+            let mut rx = match taken {
+                Ok(conn) => {
+                    if let Some(conn) = self.vet_idle(conn, &settings).await {
+                        return Ok(self.guard(conn));
+                    }
+                    continue;
+                }
+                Err(rx) => rx,
+            };
+            let waited = Instant::now();
+            let timeout = settings.query_wait_timeout;
+            let result = if timeout.is_zero() {
+                (&mut rx).await.ok()
+            } else {
+                match tokio::time::timeout(timeout, &mut rx).await {
+                    Ok(r) => r.ok(),
+                    Err(_) => {
+                        rx.close();
+                        rx.try_recv().ok()
+                    }
+                }
+            };
+            self.stats.waiting_ended(waited.elapsed());
+            match result {
+                Some(Ok(guard)) => {
+                    let Some(conn) = guard.into_conn() else {
+                        continue;
+                    };
+                    if let Some(conn) = self.vet_idle(conn, &settings).await {
+                        return Ok(self.guard(conn));
+                    }
+                }
+                Some(Err(e)) => return Err(e),
+                None if self.is_closed() => {
+                    return Err(CheckoutError::Closed(self.key.database.clone()))
+                }
+                None => return Err(CheckoutError::WaitTimeout(timeout.as_secs())),
+            }
+        }
+    }
+
+    fn guard(&self, conn: ServerConn) -> Checkout {
+        match self.me.upgrade() {
+            Some(pool) => Checkout::new(pool, conn),
+            // Unreachable while `&self` is alive through an Arc.
+            None => Checkout::detached(conn),
+        }
+    }
+
+    /// Checks an idle connection before handing it out; closes it if broken,
+    /// expired, or failing `server_check_query`.
+    async fn vet_idle(&self, mut conn: ServerConn, s: &PoolSettings) -> Option<ServerConn> {
+        if !conn.is_healthy_when_idle() || expired(&conn, s) {
+            self.forget(conn, false);
+            return None;
+        }
+        if !s.check_query.is_empty() && conn.last_used.elapsed() >= s.check_delay {
+            let check = tokio::time::timeout(
+                s.target.connect_timeout,
+                conn.run_control_query(&s.check_query),
+            );
+            match check.await {
+                Ok(Ok(None)) => {}
+                _ => {
+                    self.forget(conn, false);
+                    return None;
+                }
+            }
+        }
+        Some(conn)
+    }
+
+    /// Starts opening a connection if waiters outnumber connections being
+    /// opened and the limits allow.
+    fn grow_locked(&self, st: &mut State, s: &PoolSettings) {
+        let waiting = st.waiters.len() as u32;
+        if st.connecting >= waiting || st.open >= s.size {
+            return;
+        }
+        if !self.db.try_acquire() {
+            self.db.want(self.me.clone());
+            return;
+        }
+        st.open += 1;
+        st.connecting += 1;
+        self.spawn_connect(s.target.clone());
+    }
+
+    fn spawn_connect(&self, target: ConnectTarget) {
+        let Some(pool) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let result = ServerConn::connect(&target).await;
+            pool.connect_finished(result);
+        });
+    }
+
+    fn connect_finished(&self, result: Result<ServerConn, ConnectError>) {
+        match result {
+            Ok(conn) => {
+                self.stats.server_connected();
+                tracing::debug!(pool = %self.key.database, user = %self.key.user, id = conn.id, "server connection opened");
+                self.remember_welcome(&conn);
+                {
+                    let mut st = self.lock();
+                    st.connecting -= 1;
+                }
+                self.checkin(conn);
+            }
+            Err(e) => {
+                tracing::warn!(pool = %self.key.database, user = %self.key.user, error = %e, "server connection failed");
+                let e = CheckoutError::Connect(Arc::new(e));
+                let waiters = {
+                    let mut st = self.lock();
+                    st.connecting -= 1;
+                    st.open -= 1;
+                    std::mem::take(&mut st.waiters)
+                };
+                self.db.release();
+                for w in waiters {
+                    let _ = w.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Returns a clean connection: to the first live waiter, else to the idle
+    /// stack; closes it instead if the pool shrank, closed or it expired.
+    pub fn checkin(&self, mut conn: ServerConn) {
+        let s = self.settings();
+        conn.last_used = Instant::now();
+        let mut st = self.lock();
+        if self.is_closed()
+            || st.open > s.size
+            || expired(&conn, &s)
+            || self.db.has_wanting() && st.waiters.is_empty()
+        {
+            drop(st);
+            self.forget(conn, true);
+            return;
+        }
+        while let Some(w) = st.waiters.pop_front() {
+            match w.send(Ok(self.guard(conn))) {
+                Ok(()) => return,
+                Err(Ok(guard)) => match guard.into_conn() {
+                    Some(c) => conn = c,
+                    None => return,
+                },
+                Err(Err(_)) => return,
+            }
+        }
+        st.idle.push(conn);
+    }
+
+    /// Drops a connection from the pool's count; `polite` sends Terminate.
+    pub fn forget(&self, conn: ServerConn, polite: bool) {
+        self.stats.server_closed();
+        {
+            let mut st = self.lock();
+            st.open -= 1;
+            let s = self.settings();
+            self.grow_locked(&mut st, &s);
+        }
+        self.db.release();
+        if polite && tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(conn.terminate());
+        }
+    }
+
+    /// A slot of the database-wide cap freed up: retry growing.
+    pub fn wake_for_db_slot(&self) {
+        let s = self.settings();
+        let mut st = self.lock();
+        self.grow_locked(&mut st, &s);
+    }
+
+    /// Removes idle connections matching `pred` (maintenance), returning them.
+    /// `pred` gets each idle connection (least recently used first) and the
+    /// number of connections that would stay open if it were not taken.
+    pub fn take_idle_where(
+        &self,
+        mut pred: impl FnMut(&ServerConn, u32) -> bool,
+    ) -> Vec<ServerConn> {
+        let mut st = self.lock();
+        let mut taken = Vec::new();
+        let mut i = 0;
+        while i < st.idle.len() {
+            let staying = st.open - taken.len() as u32;
+            if pred(&st.idle[i], staying) {
+                taken.push(st.idle.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        taken
+    }
+
+    /// Opens connections until `min_size` are open (maintenance).
+    pub fn fill_to_min(&self) {
+        let s = self.settings();
+        let mut st = self.lock();
+        while st.open < s.min_size.min(s.size) && !self.is_closed() {
+            if !self.db.try_acquire() {
+                break;
+            }
+            st.open += 1;
+            st.connecting += 1;
+            self.spawn_connect(s.target.clone());
+        }
+    }
+
+    /// A snapshot of the counts, for observation.
+    pub fn counts(&self) -> PoolCounts {
+        let st = self.lock();
+        PoolCounts {
+            idle: st.idle.len() as u32,
+            open: st.open,
+            connecting: st.connecting,
+            waiting: st.waiters.iter().filter(|w| !w.is_closed()).count() as u32,
+        }
+    }
+}
+
+/// Connection counts of a pool at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// Idle in the pool.
+    pub idle: u32,
+    /// Open in total (idle + in use + resetting + opening).
+    pub open: u32,
+    /// Being opened.
+    pub connecting: u32,
+    /// Clients waiting.
+    pub waiting: u32,
+}
+
+fn expired(conn: &ServerConn, s: &PoolSettings) -> bool {
+    !s.lifetime.is_zero() && conn.created.elapsed() >= s.lifetime
+}

@@ -1,0 +1,385 @@
+//! One connection to a PostgreSQL server: connect, log in (trust, cleartext,
+//! md5, SCRAM-SHA-256 with a password or a client's recovered keys), learn its
+//! parameters and cancel key, and run the pooler's own small queries on it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::cancel::ServerKey;
+use super::io::{read_message, ReadError};
+use super::params::ServerParams;
+use crate::auth::{md5_response, md5_secret, AuthError, ScramClient, ScramCredentials};
+use crate::protocol::backend::{self, tag, ErrorFields, TxStatus};
+use crate::protocol::{frontend, startup};
+
+/// Largest message accepted during login and the pooler's own queries.
+const CONTROL_MESSAGE_CAP: usize = 1 << 20;
+/// Initial capacity of a connection's read buffer.
+pub const READ_BUF_CAPACITY: usize = 16 * 1024;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How the pooler proves itself to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerCredential {
+    /// No password known (trust, or the server will refuse).
+    None,
+    /// A plaintext password.
+    Password(String),
+    /// Only an md5 secret ("md5..."): enough for md5 auth, not for SCRAM.
+    Md5Secret(String),
+    /// SCRAM pass-through: keys recovered from the client's own SCRAM proof.
+    ScramKeys {
+        /// ClientKey recovered from the client's proof.
+        client_key: [u8; 32],
+        /// ServerKey from the user's secret, to verify the server.
+        server_key: [u8; 32],
+    },
+}
+
+/// Everything needed to open one server connection.
+#[derive(Debug, Clone)]
+pub struct ConnectTarget {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Server-side user name.
+    pub user: String,
+    /// Server-side database name.
+    pub database: String,
+    /// How to authenticate.
+    pub credential: ServerCredential,
+    /// Bound on connect + login.
+    pub connect_timeout: Duration,
+}
+
+/// Why a server connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// DNS, TCP or IO failure.
+    #[error("could not connect to server {host}:{port}: {source}")]
+    Io {
+        /// Host tried.
+        host: String,
+        /// Port tried.
+        port: u16,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Connect + login took longer than `server_connect_timeout`.
+    #[error("server_connect_timeout: no login to {host}:{port} within {secs} s")]
+    Timeout {
+        /// Host tried.
+        host: String,
+        /// Port tried.
+        port: u16,
+        /// The timeout.
+        secs: u64,
+    },
+    /// The server refused the login with an ErrorResponse.
+    #[error("server login failed: {} ({})", .0.message, .0.code)]
+    Server(ErrorFields),
+    /// The server asked for something we cannot do.
+    #[error("server requested unsupported authentication method {0}")]
+    UnsupportedAuth(u32),
+    /// The server asked for a password we do not have.
+    #[error("server requested a password for user \"{0}\" but none is configured")]
+    NoPassword(String),
+    /// SCRAM exchange failure.
+    #[error("SCRAM authentication with the server failed: {0}")]
+    Scram(#[from] AuthError),
+    /// The server broke the protocol.
+    #[error("protocol error from server: {0}")]
+    Protocol(String),
+}
+
+impl From<ReadError> for ConnectError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Io(source) => ConnectError::Io {
+                host: String::new(),
+                port: 0,
+                source,
+            },
+            ReadError::Frame(f) => ConnectError::Protocol(f.to_string()),
+        }
+    }
+}
+
+/// A logged-in server connection.
+#[derive(Debug)]
+pub struct ServerConn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Read buffer, reused for the connection's lifetime.
+    pub buf: BytesMut,
+    /// Parameters in force on this connection.
+    pub params: ServerParams,
+    /// Canonical names of reported parameters, for re-sending to clients.
+    pub reported_names: Vec<(String, String)>,
+    /// Cancel key and address.
+    pub key: ServerKey,
+    /// Pooler-wide id, for logs and the admin console.
+    pub id: u64,
+    /// When it logged in.
+    pub created: Instant,
+    /// When it was last released.
+    pub last_used: Instant,
+    /// Session state may have been changed since the last reset.
+    pub dirty: bool,
+}
+
+impl ServerConn {
+    /// Connects and logs in, all within `target.connect_timeout`.
+    pub async fn connect(target: &ConnectTarget) -> Result<ServerConn, ConnectError> {
+        let timeout = target.connect_timeout;
+        match tokio::time::timeout(timeout, Self::connect_inner(target)).await {
+            Ok(r) => r,
+            Err(_) => Err(ConnectError::Timeout {
+                host: target.host.clone(),
+                port: target.port,
+                secs: timeout.as_secs(),
+            }),
+        }
+    }
+
+    async fn connect_inner(target: &ConnectTarget) -> Result<ServerConn, ConnectError> {
+        let io_err = |source| ConnectError::Io {
+            host: target.host.clone(),
+            port: target.port,
+            source,
+        };
+        let stream = TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(io_err)?;
+        let addr = stream.peer_addr().map_err(io_err)?;
+        configure_socket(&stream);
+        let mut conn = ServerConn {
+            stream,
+            buf: BytesMut::with_capacity(READ_BUF_CAPACITY),
+            params: ServerParams::default(),
+            reported_names: Vec::new(),
+            key: ServerKey {
+                addr,
+                pid: 0,
+                secret: 0,
+            },
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            created: Instant::now(),
+            last_used: Instant::now(),
+            dirty: false,
+        };
+        conn.login(target).await.map_err(|e| match e {
+            ConnectError::Io { source, .. } => io_err(source),
+            other => other,
+        })?;
+        Ok(conn)
+    }
+
+    async fn login(&mut self, target: &ConnectTarget) -> Result<(), ConnectError> {
+        let mut out = BytesMut::with_capacity(256);
+        startup::encode_startup(
+            &mut out,
+            &[("user", &target.user), ("database", &target.database)],
+        );
+        self.stream.write_all(&out).await.map_err(ReadError::from)?;
+        let mut scram: Option<ScramClient> = None;
+        loop {
+            let msg = read_message(&mut self.stream, &mut self.buf, CONTROL_MESSAGE_CAP).await?;
+            out.clear();
+            match msg.tag {
+                tag::AUTHENTICATION => {
+                    let body = &msg.body[..];
+                    if body.len() < 4 {
+                        return Err(ConnectError::Protocol(
+                            "short authentication message".into(),
+                        ));
+                    }
+                    let code = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                    let data = &body[4..];
+                    match code {
+                        0 => {}
+                        3 => {
+                            let pw = plaintext(&target.credential, &target.user)?;
+                            frontend::password_message(&mut out, pw.as_bytes(), true);
+                        }
+                        5 => {
+                            let salt: [u8; 4] = data
+                                .get(..4)
+                                .and_then(|s| s.try_into().ok())
+                                .ok_or_else(|| ConnectError::Protocol("short md5 salt".into()))?;
+                            let secret = match &target.credential {
+                                ServerCredential::Password(p) => md5_secret(&target.user, p),
+                                ServerCredential::Md5Secret(s) => s.clone(),
+                                _ => return Err(ConnectError::NoPassword(target.user.clone())),
+                            };
+                            let resp = md5_response(&secret, salt);
+                            frontend::password_message(&mut out, resp.as_bytes(), true);
+                        }
+                        10 => {
+                            let creds = match &target.credential {
+                                ServerCredential::Password(p) => {
+                                    ScramCredentials::Password(p.clone())
+                                }
+                                ServerCredential::ScramKeys {
+                                    client_key,
+                                    server_key,
+                                } => ScramCredentials::Keys {
+                                    client_key: *client_key,
+                                    server_key: *server_key,
+                                },
+                                _ => return Err(ConnectError::NoPassword(target.user.clone())),
+                            };
+                            let offers_scram = data
+                                .split(|&b| b == 0)
+                                .any(|m| m == crate::auth::SCRAM_SHA_256.as_bytes());
+                            if !offers_scram {
+                                return Err(ConnectError::UnsupportedAuth(code));
+                            }
+                            let client = ScramClient::new(creds);
+                            frontend::sasl_initial_response(
+                                &mut out,
+                                crate::auth::SCRAM_SHA_256,
+                                &client.client_first(),
+                            );
+                            scram = Some(client);
+                        }
+                        11 => {
+                            let client = scram.as_mut().ok_or_else(|| {
+                                ConnectError::Protocol("unexpected SASL continue".into())
+                            })?;
+                            let reply = client.server_first(data)?;
+                            frontend::password_message(&mut out, &reply, false);
+                        }
+                        12 => {
+                            let client = scram.as_mut().ok_or_else(|| {
+                                ConnectError::Protocol("unexpected SASL final".into())
+                            })?;
+                            client.server_final(data)?;
+                        }
+                        other => return Err(ConnectError::UnsupportedAuth(other)),
+                    }
+                    if !out.is_empty() {
+                        self.stream.write_all(&out).await.map_err(ReadError::from)?;
+                    }
+                }
+                tag::ERROR_RESPONSE => {
+                    return Err(ConnectError::Server(ErrorFields::parse(&msg.body)))
+                }
+                tag::PARAMETER_STATUS => self.note_parameter(&msg.body),
+                tag::BACKEND_KEY_DATA => {
+                    let b = &msg.body[..];
+                    if b.len() >= 8 {
+                        self.key.pid = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                        self.key.secret = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+                    }
+                }
+                tag::READY_FOR_QUERY => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Records a ParameterStatus body.
+    pub fn note_parameter(&mut self, body: &[u8]) {
+        if let Some((name, value)) = backend::parse_parameter_status(body) {
+            let name = String::from_utf8_lossy(name);
+            let value = String::from_utf8_lossy(value);
+            self.params.reported_changed(&name, &value);
+            match self.reported_names.iter_mut().find(|(n, _)| *n == name) {
+                Some(entry) => entry.1 = value.into_owned(),
+                None => self
+                    .reported_names
+                    .push((name.into_owned(), value.into_owned())),
+            }
+        }
+    }
+
+    /// Runs a simple query the pooler issues itself (SET, reset, health check),
+    /// discarding its results. Returns the first error the server reported.
+    pub async fn run_control_query(&mut self, sql: &str) -> Result<Option<ErrorFields>, ReadError> {
+        let mut out = BytesMut::with_capacity(sql.len() + 8);
+        frontend::query(&mut out, sql);
+        self.stream.write_all(&out).await?;
+        self.read_until_ready().await
+    }
+
+    /// Reads and discards until ReadyForQuery, keeping parameter changes.
+    pub async fn read_until_ready(&mut self) -> Result<Option<ErrorFields>, ReadError> {
+        let mut first_error = None;
+        loop {
+            let msg = read_message(&mut self.stream, &mut self.buf, CONTROL_MESSAGE_CAP).await?;
+            match msg.tag {
+                tag::PARAMETER_STATUS => self.note_parameter(&msg.body),
+                tag::ERROR_RESPONSE if first_error.is_none() => {
+                    first_error = Some(ErrorFields::parse(&msg.body));
+                }
+                tag::READY_FOR_QUERY => {
+                    let status = msg.body.first().copied().map(TxStatus::from_byte);
+                    if status != Some(TxStatus::Idle) && first_error.is_none() {
+                        first_error = Some(ErrorFields {
+                            severity: "ERROR".into(),
+                            code: "25000".into(),
+                            message: "control query left a transaction open".into(),
+                        });
+                    }
+                    return Ok(first_error);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Non-blocking check that an idle connection is still usable: no bytes
+    /// (an async FATAL) and no EOF waiting on the socket.
+    pub fn is_healthy_when_idle(&self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            Ok(_) => false,
+        }
+    }
+
+    /// Sends Terminate and closes, ignoring errors (the connection is going away).
+    pub async fn terminate(mut self) {
+        let mut out = BytesMut::with_capacity(5);
+        frontend::terminate(&mut out);
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = self.stream.write_all(&out).await;
+            let _ = self.stream.shutdown().await;
+        })
+        .await;
+    }
+}
+
+fn plaintext<'a>(cred: &'a ServerCredential, user: &str) -> Result<&'a str, ConnectError> {
+    match cred {
+        ServerCredential::Password(p) => Ok(p),
+        _ => Err(ConnectError::NoPassword(user.to_owned())),
+    }
+}
+
+/// TCP_NODELAY and keepalive on a server or client socket.
+pub fn configure_socket(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let sock = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(6);
+    let _ = sock.set_tcp_keepalive(&keepalive);
+}
+
+/// The server's own address, for diagnostics.
+pub fn peer(conn: &ServerConn) -> SocketAddr {
+    conn.key.addr
+}

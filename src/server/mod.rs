@@ -1,0 +1,10 @@
+//! Server connections: connecting and logging in to PostgreSQL, tracking the
+//! session state the pooler must know about (parameters, dirtiness, cancel key).
+
+pub mod cancel;
+pub mod conn;
+pub mod dirty;
+pub mod io;
+pub mod params;
+
+pub use conn::{ConnectError, ConnectTarget, ServerConn, ServerCredential};

@@ -1,0 +1,270 @@
+//! One task per client: login, then the transaction loop — wait for the
+//! client's next message, check out a server, bring its parameters in line,
+//! relay until the transaction ends, release (resetting in the background
+//! when dirty), repeat.
+
+pub mod auth;
+pub mod relay;
+pub mod startup;
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::app::Shared;
+use crate::config::PoolMode;
+use crate::error::{sqlstate, ClientError};
+use crate::net::ClientStream;
+use crate::pool::checkout::Release;
+use crate::pool::{Checkout, CheckoutError, Pool};
+use crate::protocol::frame::read_header;
+use crate::protocol::frontend::tag as ftag;
+use crate::server::cancel::CancelSlot;
+use crate::server::params::ParamSet;
+use crate::server::ConnectError;
+use relay::{Outcome, Relay, RelayError};
+use startup::Login;
+
+/// Serves one accepted client connection to the end.
+pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
+    crate::server::conn::configure_socket(&stream);
+    let peer = stream.peer_addr().ok();
+    let mut client = ClientStream::Plain(stream);
+    let login = match startup::login(&mut client, &shared, peer).await {
+        Ok(Some(login)) => login,
+        Ok(None) => return,
+        Err(e) => {
+            send_error(&mut client, &e).await;
+            return;
+        }
+    };
+    tracing::info!(client = ?peer, db = %login.pool.key.database, user = %login.pool.key.user, "client logged in");
+    let mut session = Session {
+        client,
+        shared: shared.clone(),
+        login,
+        cbuf: BytesMut::new(),
+    };
+    let result = session.serve().await;
+    shared.cancels.remove(session.login.cancel_pid);
+    if let Err(e) = result {
+        if e.code == sqlstate::PROTOCOL_VIOLATION {
+            shared
+                .stats
+                .protocol_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        tracing::info!(client = ?peer, code = e.code, error = %e.message, "client closed with error");
+        send_error(&mut session.client, &e).await;
+    } else {
+        tracing::info!(client = ?peer, "client disconnected");
+    }
+}
+
+/// Writes an error to the client and closes its stream, ignoring IO errors.
+pub async fn send_error(client: &mut ClientStream, e: &ClientError) {
+    let mut buf = BytesMut::with_capacity(128);
+    e.encode(&mut buf);
+    let _ = client.write_all(&buf).await;
+    let _ = client.shutdown().await;
+}
+
+struct Session {
+    client: ClientStream,
+    shared: Arc<Shared>,
+    login: Login,
+    /// Client bytes not yet forwarded; empty (no allocation) while idle.
+    cbuf: BytesMut,
+}
+
+impl Session {
+    async fn serve(&mut self) -> Result<(), ClientError> {
+        let pool = self.login.pool.clone();
+        let session_mode = pool.settings().mode == PoolMode::Session;
+        loop {
+            if !self.wait_for_message().await? {
+                return Ok(());
+            }
+            let mut co = pool.checkout().await.map_err(checkout_error)?;
+            let done = self.transaction(&pool, &mut co, !session_mode).await;
+            let cancelled = self.login.cancel_slot.release();
+            let (release, result) = match done {
+                Ok(Outcome::Idle) => {
+                    let conn = co.conn();
+                    let dirty = conn.dirty || pool.settings().reset_always;
+                    (
+                        if dirty {
+                            Release::Dirty
+                        } else {
+                            Release::Clean
+                        },
+                        Ok(true),
+                    )
+                }
+                Ok(Outcome::ClientGone { server_clean }) => {
+                    let release = match server_clean {
+                        false => Release::Close,
+                        true if session_mode || co.conn().dirty => Release::Dirty,
+                        true => Release::Clean,
+                    };
+                    (release, Ok(false))
+                }
+                Ok(Outcome::ServerGone { told_client }) => {
+                    let e = ClientError::fatal(
+                        sqlstate::CONNECTION_FAILURE,
+                        "server connection closed unexpectedly during the transaction",
+                    );
+                    (Release::Close, if told_client { Ok(false) } else { Err(e) })
+                }
+                Err(e) => (Release::Close, Err(e)),
+            };
+            co.release(if cancelled { Release::Close } else { release });
+            if self.cbuf.is_empty() {
+                self.cbuf = BytesMut::new();
+            }
+            match result {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits until a whole message header is buffered. False when the client
+    /// closed or sent Terminate.
+    async fn wait_for_message(&mut self) -> Result<bool, ClientError> {
+        loop {
+            match read_header(&self.cbuf) {
+                Ok(Some(h)) if h.tag == ftag::TERMINATE => return Ok(false),
+                Ok(Some(_)) => return Ok(true),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(ClientError::fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        e.to_string(),
+                    ))
+                }
+            }
+            if self.cbuf.is_empty() {
+                let mut shutdown = self.shared.shutdown.clone();
+                tokio::select! {
+                    r = self.client.readable() => r.map_err(|_| closed())?,
+                    _ = shutdown.changed() => {
+                        return Err(ClientError::fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down"));
+                    }
+                }
+            }
+            if self.cbuf.capacity() < relay::CLIENT_BUF {
+                self.cbuf.reserve(relay::CLIENT_BUF);
+            }
+            match self.client.read_buf(&mut self.cbuf).await {
+                Ok(0) | Err(_) => return Ok(false),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn transaction(
+        &mut self,
+        pool: &Arc<Pool>,
+        co: &mut Checkout,
+        release_on_idle: bool,
+    ) -> Result<Outcome, ClientError> {
+        let conn = co.conn();
+        self.login.cancel_slot.serve(conn.key);
+        if let Some(sql) = conn.params.diff_sql(&self.login.wanted) {
+            match conn.run_control_query(&sql).await {
+                Ok(None) => {
+                    conn.params.applied(&self.login.wanted);
+                    canonicalize(&mut self.login.wanted, conn);
+                }
+                Ok(Some(err)) => {
+                    return Err(ClientError::fatal(
+                        "22023",
+                        format!("could not apply startup parameters: {}", err.message),
+                    ))
+                }
+                Err(_) => {
+                    return Ok(Outcome::ServerGone { told_client: false });
+                }
+            }
+        }
+        let mut relay = Relay::new(
+            &mut self.client,
+            &mut self.cbuf,
+            conn,
+            &mut self.login.wanted,
+            release_on_idle,
+        );
+        let outcome = relay.run().await;
+        let counts = relay.counts;
+        let xacts = u64::from(matches!(outcome, Ok(Outcome::Idle)));
+        pool.stats.add_traffic(
+            xacts,
+            counts.queries,
+            counts.client_bytes,
+            counts.server_bytes,
+        );
+        outcome.map_err(|e| match e {
+            RelayError::ClientProtocol(m) => ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, m),
+            RelayError::ClientIo(_) => closed(),
+            RelayError::ServerProtocol(f) => ClientError::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                format!("server protocol error: {f}"),
+            ),
+        })
+    }
+}
+
+/// After SETs, adopt the server's canonical spelling of reported values so
+/// the next comparison matches.
+fn canonicalize(wanted: &mut ParamSet, conn: &crate::server::ServerConn) {
+    let keys: Vec<String> = wanted.iter().map(|(k, _)| k.to_owned()).collect();
+    for k in keys {
+        if crate::server::params::is_tracked_reported(&k) {
+            if let Some(v) = conn.params.reported.get(&k) {
+                let v = v.to_owned();
+                wanted.set(&k, &v);
+            }
+        }
+    }
+}
+
+fn closed() -> ClientError {
+    ClientError::fatal(sqlstate::CONNECTION_FAILURE, "client connection closed")
+}
+
+/// Maps a failed checkout to what the client is told.
+pub fn checkout_error(e: CheckoutError) -> ClientError {
+    match &e {
+        CheckoutError::WaitTimeout(_) => {
+            ClientError::fatal(sqlstate::QUERY_CANCELED, e.to_string())
+        }
+        CheckoutError::Closed(_) => ClientError::fatal(sqlstate::ADMIN_SHUTDOWN, e.to_string()),
+        CheckoutError::Connect(c) => match &**c {
+            ConnectError::Server(fields) => ClientError {
+                severity: crate::protocol::backend::Severity::Fatal,
+                code: leak_code(&fields.code),
+                message: fields.message.clone(),
+            },
+            other => ClientError::fatal(sqlstate::CANNOT_CONNECT, other.to_string()),
+        },
+    }
+}
+
+/// Maps a server SQLSTATE to a static string (codes the pooler forwards).
+fn leak_code(code: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "28P01", "28000", "3D000", "53300", "57P03", "42501", "08004",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == code)
+        .copied()
+        .unwrap_or(sqlstate::CANNOT_CONNECT)
+}
+
+/// Per-client cancel slot shared with the cancel registry.
+pub type SharedSlot = Arc<CancelSlot>;

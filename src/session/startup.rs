@@ -1,0 +1,201 @@
+//! The login phase: the startup packet (SSLRequest/GSSENCRequest answered
+//! 'N', CancelRequest forwarded, protocol negotiation), authentication, the
+//! pool lookup, and the welcome (AuthenticationOk, ParameterStatus,
+//! BackendKeyData, ReadyForQuery).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::app::Shared;
+use crate::error::{sqlstate, ClientError};
+use crate::net::ClientStream;
+use crate::pool::checkout::Release;
+use crate::pool::{Pool, PoolKey};
+use crate::protocol::backend::{self, TxStatus};
+use crate::protocol::startup::{self, StartupPacket};
+use crate::server::cancel::CancelSlot;
+use crate::server::params::{client_startup_params, is_tracked_reported, ParamSet};
+
+/// A logged-in client.
+#[derive(Debug)]
+pub struct Login {
+    /// The pool serving it.
+    pub pool: Arc<Pool>,
+    /// Parameters that must be in force on its server connections.
+    pub wanted: ParamSet,
+    /// The pooler-issued cancel key's pid.
+    pub cancel_pid: u32,
+    /// Where the session publishes the server serving it.
+    pub cancel_slot: Arc<CancelSlot>,
+}
+
+/// Runs the login phase under `client_login_timeout`. `Ok(None)` when the
+/// connection was a CancelRequest (handled) or closed quietly.
+pub async fn login(
+    client: &mut ClientStream,
+    shared: &Arc<Shared>,
+    peer: Option<SocketAddr>,
+) -> Result<Option<Login>, ClientError> {
+    let timeout = shared.snapshot().config.pool.client_login_timeout;
+    let fut = login_inner(client, shared, peer);
+    if timeout.is_zero() {
+        return fut.await;
+    }
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!(
+                "client_login_timeout: login not completed within {} s",
+                timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+/// Reads the startup packet, answering SSL/GSS requests with 'N' until a
+/// StartupMessage or CancelRequest arrives.
+pub async fn read_startup(client: &mut ClientStream) -> Result<Option<StartupPacket>, ClientError> {
+    loop {
+        let mut len = [0u8; 4];
+        if client.read_exact(&mut len).await.is_err() {
+            return Ok(None);
+        }
+        let len = startup::packet_len(len).map_err(protocol_violation)?;
+        let mut body = vec![0u8; len - 4];
+        if client.read_exact(&mut body).await.is_err() {
+            return Ok(None);
+        }
+        match startup::parse(&body).map_err(protocol_violation)? {
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                client.write_all(b"N").await.map_err(|_| closed())?;
+            }
+            other => return Ok(Some(other)),
+        }
+    }
+}
+
+async fn login_inner(
+    client: &mut ClientStream,
+    shared: &Arc<Shared>,
+    peer: Option<SocketAddr>,
+) -> Result<Option<Login>, ClientError> {
+    let (minor, params) = match read_startup(client).await? {
+        None => return Ok(None),
+        Some(StartupPacket::Cancel { pid, secret }) => {
+            shared.cancels.cancel(pid, secret, &shared.stats);
+            return Ok(None);
+        }
+        Some(StartupPacket::Startup { minor, params }) => (minor, params),
+        Some(_) => return Ok(None),
+    };
+    let mut out = BytesMut::with_capacity(512);
+    let unrecognized: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if minor > 0 || !unrecognized.is_empty() {
+        backend::negotiate_protocol_version(&mut out, 0, &unrecognized);
+        client.write_all(&out).await.map_err(|_| closed())?;
+        out.clear();
+    }
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let user = get("user")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            ClientError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                "no PostgreSQL user name specified in startup packet",
+            )
+        })?
+        .to_owned();
+    let database = get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user)
+        .to_owned();
+    if get("replication").is_some_and(|r| r != "false" && r != "0" && r != "off") {
+        return Err(ClientError::fatal(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "replication connections are not supported by the pooler",
+        ));
+    }
+    let wanted_startup = client_startup_params(&params)
+        .map_err(|e| ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
+
+    let snapshot = shared.snapshot();
+    let credential =
+        super::auth::authenticate(client, &snapshot, &user, peer, &shared.stats).await?;
+
+    let Some(db) = snapshot.config.databases.get(&database) else {
+        return Err(ClientError::fatal(
+            sqlstate::INVALID_CATALOG_NAME,
+            format!("database \"{database}\" does not exist"),
+        ));
+    };
+    let key = PoolKey {
+        database: database.clone(),
+        user: user.clone(),
+    };
+    let pool = shared.pool_for(&snapshot, &key, db, credential)?;
+
+    let welcome = match pool.welcome() {
+        Some(w) => w,
+        None => {
+            // First login for this pool: learn the server's parameters (and
+            // prove the credentials work) from a real connection.
+            let co = pool.checkout().await.map_err(super::checkout_error)?;
+            co.release(Release::Clean);
+            pool.welcome().unwrap_or_default()
+        }
+    };
+
+    let mut wanted = ParamSet::new();
+    backend::auth_ok(&mut out);
+    for (name, value) in welcome.iter() {
+        let lower = name.to_ascii_lowercase();
+        let value = wanted_startup.get(&lower).unwrap_or(value);
+        if is_tracked_reported(&lower) {
+            wanted.set(&lower, value);
+        }
+        backend::parameter_status(&mut out, name, value);
+    }
+    for (k, v) in wanted_startup.iter() {
+        if wanted.get(k).is_none() {
+            wanted.set(k, v);
+        }
+    }
+    let (cancel_pid, cancel_secret, cancel_slot) = shared.cancels.register();
+    backend::backend_key_data(&mut out, cancel_pid, cancel_secret);
+    backend::ready_for_query(&mut out, TxStatus::Idle);
+    if client.write_all(&out).await.is_err() {
+        shared.cancels.remove(cancel_pid);
+        return Ok(None);
+    }
+    Ok(Some(Login {
+        pool,
+        wanted,
+        cancel_pid,
+        cancel_slot,
+    }))
+}
+
+fn protocol_violation(e: impl std::fmt::Display) -> ClientError {
+    ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string())
+}
+
+fn closed() -> ClientError {
+    ClientError::fatal(sqlstate::CONNECTION_FAILURE, "client connection closed")
+}
+
+/// How long a refused client is given to send its startup packet.
+pub const REFUSE_GRACE: Duration = Duration::from_secs(5);
