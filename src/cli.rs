@@ -29,14 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a throwaway local PostgreSQL with the pooler in front of it.
-    Demo {
-        /// Port for the pooler (default 6432, or a free one if taken).
-        #[arg(long)]
-        port: Option<u16>,
-        /// Server connections in the demo pool.
-        #[arg(long, default_value_t = 5)]
-        pool_size: u32,
-    },
+    Demo(crate::demo::DemoOptions),
     /// Print the pool.toml equivalent of a pgbouncer.ini.
     Convert {
         /// The pgbouncer.ini to read.

@@ -32,9 +32,8 @@ fn main() -> ExitCode {
         None => runtime
             .block_on(pgpool_rs::app::run(&cli.config))
             .map_err(|e| e.to_string()),
-        Some(Command::Demo { port, pool_size }) => {
-            let _ = (port, pool_size);
-            Err("demo: not available in this build".to_owned())
+        Some(Command::Demo(opts)) => {
+            runtime.block_on(pgpool_rs::demo::run(opts)).map_err(|e| e.to_string())
         }
         Some(Command::Convert { file }) => {
             Err(format!("convert {}: not implemented yet", file.display()))
