@@ -136,6 +136,7 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     accept.abort();
+    shared.cancels.kill_all();
     let deadline = tokio::time::Instant::now() + drain;
     while shared
         .stats

@@ -24,7 +24,7 @@ pub struct DemoOptions {
     #[arg(long)]
     pub port: Option<u16>,
     /// Server connections per (database, user) pool.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     pub pool_size: u32,
 }
 
@@ -32,7 +32,7 @@ impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
             port: None,
-            pool_size: 10,
+            pool_size: 5,
         }
     }
 }

@@ -18,10 +18,22 @@ fn main() -> ExitCode {
         eprintln!("{text}");
         return ExitCode::from(1);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let workers = std::env::var("PGPOOL_WORKERS")
+        .ok()
+        .and_then(|w| w.parse::<usize>().ok())
+        .unwrap_or(0);
+    let built = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if workers > 1 {
+            b.worker_threads(workers);
+        }
+        b.enable_all().build()
+    };
+    let runtime = match built {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pgpool-rs: cannot start the runtime: {e}");
@@ -32,9 +44,9 @@ fn main() -> ExitCode {
         None => runtime
             .block_on(pgpool_rs::app::run(&cli.config))
             .map_err(|e| e.to_string()),
-        Some(Command::Demo(opts)) => {
-            runtime.block_on(pgpool_rs::demo::run(opts)).map_err(|e| e.to_string())
-        }
+        Some(Command::Demo(opts)) => runtime
+            .block_on(pgpool_rs::demo::run(opts))
+            .map_err(|e| e.to_string()),
         Some(Command::Convert { file }) => {
             Err(format!("convert {}: not implemented yet", file.display()))
         }

@@ -1,6 +1,6 @@
 //! `max_db_connections`: one cap shared by every pool of a database entry.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, Weak};
 
 use super::pool::Pool;
@@ -12,6 +12,8 @@ pub struct DbLimit {
     max: AtomicU32,
     /// Pools that wanted a connection while the cap was reached.
     wanting: Mutex<Vec<Weak<Pool>>>,
+    /// `wanting` is not empty (read on every checkin without locking).
+    any_wanting: AtomicBool,
 }
 
 impl DbLimit {
@@ -21,6 +23,7 @@ impl DbLimit {
             open: AtomicU32::new(0),
             max: AtomicU32::new(max),
             wanting: Mutex::default(),
+            any_wanting: AtomicBool::new(false),
         }
     }
 
@@ -47,13 +50,19 @@ impl DbLimit {
     /// Gives a slot back and lets one waiting pool try again.
     pub fn release(&self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
+        if !self.any_wanting.load(Ordering::Acquire) {
+            return;
+        }
         let next = self.wanting.lock().ok().and_then(|mut w| {
+            let mut found = None;
             while let Some(p) = w.pop() {
                 if let Some(p) = p.upgrade() {
-                    return Some(p);
+                    found = Some(p);
+                    break;
                 }
             }
-            None
+            self.any_wanting.store(!w.is_empty(), Ordering::Release);
+            found
         });
         if let Some(pool) = next {
             pool.wake_for_db_slot();
@@ -66,12 +75,13 @@ impl DbLimit {
             if !w.iter().any(|p| p.ptr_eq(&pool)) {
                 w.insert(0, pool);
             }
+            self.any_wanting.store(true, Ordering::Release);
         }
     }
 
     /// True if some pool is waiting for a slot.
     pub fn has_wanting(&self) -> bool {
-        self.wanting.lock().map(|w| !w.is_empty()).unwrap_or(false)
+        self.any_wanting.load(Ordering::Acquire)
     }
 }
 

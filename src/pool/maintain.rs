@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use super::pool::Pool;
 
-/// How often maintenance runs.
-const TICK: Duration = Duration::from_millis(500);
+/// How often waiters are checked for `query_wait_timeout`.
+const TICK: Duration = Duration::from_millis(100);
+/// Every how many ticks the idle connections are tidied.
+const TIDY_EVERY: u32 = 5;
 
 /// Starts maintenance for `pool`; the task ends when the pool is dropped or closed.
 pub fn spawn(pool: Weak<Pool>) {
@@ -18,13 +20,18 @@ pub fn spawn(pool: Weak<Pool>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n = 0u32;
         loop {
             tick.tick().await;
             let Some(pool) = pool.upgrade() else { return };
             if pool.is_closed() {
                 return;
             }
-            run_once(&pool);
+            pool.expire_waiters();
+            n = n.wrapping_add(1);
+            if n % TIDY_EVERY == 0 {
+                run_once(&pool);
+            }
         }
     });
 }

@@ -69,7 +69,16 @@ pub enum CheckoutError {
     Closed(String),
 }
 
-type Waiter = oneshot::Sender<Result<Checkout, CheckoutError>>;
+/// Parameter name/value pairs a server reported at login, told to clients.
+pub type Welcome = Arc<Vec<(String, String)>>;
+
+/// A client waiting for a connection, oldest first. Expiry is swept by the
+/// maintenance task, so waiting arms no timer per transaction.
+#[derive(Debug)]
+struct Waiter {
+    tx: oneshot::Sender<Result<Checkout, CheckoutError>>,
+    since: Instant,
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -90,7 +99,7 @@ pub struct Pool {
     state: Mutex<State>,
     db: Arc<DbLimit>,
     closed: AtomicBool,
-    welcome: Mutex<Option<Arc<Vec<(String, String)>>>>,
+    welcome: Mutex<Option<Welcome>>,
     /// Counters read by the admin console and metrics.
     pub stats: PoolStats,
     me: Weak<Pool>,
@@ -141,7 +150,8 @@ impl Pool {
             )
         };
         for w in waiters {
-            let _ = w.send(Err(CheckoutError::Closed(self.key.database.clone())));
+            let _ =
+                w.tx.send(Err(CheckoutError::Closed(self.key.database.clone())));
         }
         for conn in idle {
             self.forget(conn, true);
@@ -154,7 +164,7 @@ impl Pool {
     }
 
     /// Parameters a new client is told at login (from a server of this pool).
-    pub fn welcome(&self) -> Option<Arc<Vec<(String, String)>>> {
+    pub fn welcome(&self) -> Option<Welcome> {
         self.welcome.lock().ok().and_then(|w| w.clone())
     }
 
@@ -176,7 +186,8 @@ impl Pool {
             }
             let taken = {
                 let mut st = self.lock();
-                st.waiters.retain(|w| !w.is_closed());
+                // Invariant: idle connections exist only while no client waits
+                // (checkin serves waiters first), so no pruning is needed here.
                 if st.waiters.is_empty() {
                     st.idle.pop().map(Ok)
                 } else {
@@ -184,13 +195,16 @@ impl Pool {
                 }
                 .unwrap_or_else(|| {
                     let (tx, rx) = oneshot::channel();
-                    st.waiters.push_back(tx);
+                    st.waiters.push_back(Waiter {
+                        tx,
+                        since: Instant::now(),
+                    });
                     self.stats.waiting_started();
                     self.grow_locked(&mut st, &settings);
                     Err(rx)
                 })
             };
-            let mut rx = match taken {
+            let rx = match taken {
                 Ok(conn) => {
                     if let Some(conn) = self.vet_idle(conn, &settings).await {
                         return Ok(self.guard(conn));
@@ -200,18 +214,7 @@ impl Pool {
                 Err(rx) => rx,
             };
             let waited = Instant::now();
-            let timeout = settings.query_wait_timeout;
-            let result = if timeout.is_zero() {
-                (&mut rx).await.ok()
-            } else {
-                match tokio::time::timeout(timeout, &mut rx).await {
-                    Ok(r) => r.ok(),
-                    Err(_) => {
-                        rx.close();
-                        rx.try_recv().ok()
-                    }
-                }
-            };
+            let result = rx.await.ok();
             self.stats.waiting_ended(waited.elapsed());
             match result {
                 Some(Ok(guard)) => {
@@ -223,10 +226,7 @@ impl Pool {
                     }
                 }
                 Some(Err(e)) => return Err(e),
-                None if self.is_closed() => {
-                    return Err(CheckoutError::Closed(self.key.database.clone()))
-                }
-                None => return Err(CheckoutError::WaitTimeout(timeout.as_secs())),
+                None => return Err(CheckoutError::Closed(self.key.database.clone())),
             }
         }
     }
@@ -311,7 +311,7 @@ impl Pool {
                 };
                 self.db.release();
                 for w in waiters {
-                    let _ = w.send(Err(e.clone()));
+                    let _ = w.tx.send(Err(e.clone()));
                 }
             }
         }
@@ -333,7 +333,7 @@ impl Pool {
             return;
         }
         while let Some(w) = st.waiters.pop_front() {
-            match w.send(Ok(self.guard(conn))) {
+            match w.tx.send(Ok(self.guard(conn))) {
                 Ok(()) => return,
                 Err(Ok(guard)) => match guard.into_conn() {
                     Some(c) => conn = c,
@@ -388,6 +388,33 @@ impl Pool {
         taken
     }
 
+    /// Fails waiters that have waited `query_wait_timeout` or longer
+    /// (maintenance). The queue is oldest-first, so this stops at the first
+    /// waiter still in time.
+    pub fn expire_waiters(&self) {
+        let timeout = self.settings().query_wait_timeout;
+        if timeout.is_zero() {
+            return;
+        }
+        let mut expired = Vec::new();
+        {
+            let mut st = self.lock();
+            while st
+                .waiters
+                .front()
+                .is_some_and(|w| w.since.elapsed() >= timeout || w.tx.is_closed())
+            {
+                if let Some(w) = st.waiters.pop_front() {
+                    expired.push(w);
+                }
+            }
+        }
+        for w in expired {
+            let _ =
+                w.tx.send(Err(CheckoutError::WaitTimeout(timeout.as_secs())));
+        }
+    }
+
     /// Opens connections until `min_size` are open (maintenance).
     pub fn fill_to_min(&self) {
         let s = self.settings();
@@ -409,7 +436,7 @@ impl Pool {
             idle: st.idle.len() as u32,
             open: st.open,
             connecting: st.connecting,
-            waiting: st.waiters.iter().filter(|w| !w.is_closed()).count() as u32,
+            waiting: st.waiters.iter().filter(|w| !w.tx.is_closed()).count() as u32,
         }
     }
 }

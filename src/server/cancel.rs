@@ -30,10 +30,13 @@ struct SlotState {
     cancelled: bool,
 }
 
-/// The per-client record of which server, if any, is serving it now.
+/// The per-client record of which server, if any, is serving it now, and
+/// the client's own wake-up for being told to go (shutdown, admin KILL).
 #[derive(Debug, Default)]
 pub struct CancelSlot {
     state: Mutex<SlotState>,
+    /// Notified when the client must close at its next idle moment.
+    pub kill: tokio::sync::Notify,
 }
 
 impl CancelSlot {
@@ -146,6 +149,14 @@ impl CancelRegistry {
                     tracing::warn!(error = %e, "forwarding cancel request failed");
                 }
             });
+        }
+    }
+
+    /// Tells every client to close at its next idle moment.
+    pub fn kill_all(&self) {
+        let map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, slot) in map.values() {
+            slot.kill.notify_one();
         }
     }
 

@@ -342,6 +342,12 @@ impl ServerConn {
         if !self.buf.is_empty() {
             return false;
         }
+        // The reactor marks the socket readable when bytes or EOF arrive; a
+        // short read cleared that mark, so "not ready" needs no syscall.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if self.stream.poll_read_ready(&mut cx).is_pending() {
+            return true;
+        }
         let mut probe = [0u8; 1];
         match self.stream.try_read(&mut probe) {
             Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,

@@ -24,10 +24,12 @@ pub fn is_tracked_reported(name_lower: &str) -> bool {
     TRACKED_REPORTED.contains(&name_lower)
 }
 
-/// An ordered set of parameter name (lowercase) → value pairs.
+/// An ordered set of parameter name (lowercase) → value pairs, with a
+/// fingerprint of its contents so "already in sync" is one comparison.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParamSet {
     entries: Vec<(Box<str>, Box<str>)>,
+    fingerprint: u64,
 }
 
 impl ParamSet {
@@ -52,19 +54,35 @@ impl ParamSet {
             .binary_search_by(|(k, _)| (**k).cmp(name.as_str()))
         {
             Ok(i) => {
-                if *self.entries[i].1 != *value {
-                    self.entries[i].1 = value.into();
+                if *self.entries[i].1 == *value {
+                    return;
                 }
+                self.entries[i].1 = value.into();
             }
             Err(i) => self.entries.insert(i, (name.into(), value.into())),
         }
+        self.refresh_fingerprint();
     }
 
     /// Removes `name` (lowercase).
     pub fn remove(&mut self, name: &str) {
         if let Ok(i) = self.entries.binary_search_by(|(k, _)| (**k).cmp(name)) {
             self.entries.remove(i);
+            self.refresh_fingerprint();
         }
+    }
+
+    /// A hash of the contents; equal sets have equal fingerprints. Never 0,
+    /// which [`ServerParams`] uses for "not known to match anything".
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint | 1
+    }
+
+    fn refresh_fingerprint(&mut self) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.entries.hash(&mut h);
+        self.fingerprint = h.finish();
     }
 
     /// Iterates name/value pairs in name order.
@@ -182,11 +200,15 @@ pub struct ServerParams {
     /// Values of non-reported parameters the pooler SET on this connection.
     /// `None` as a value means "unknown" (after a custom reset query).
     pub custom: Vec<(Box<str>, Option<Box<str>>)>,
+    /// Fingerprint of the wanted set this connection was last brought in
+    /// line with; 0 after any change on the server side.
+    pub synced_with: u64,
 }
 
 impl ServerParams {
     /// Records a ParameterStatus from the server.
     pub fn reported_changed(&mut self, name: &str, value: &str) {
+        self.synced_with = 0;
         self.reported.set(name, value);
     }
 
@@ -200,6 +222,7 @@ impl ServerParams {
     /// After a reset query: custom settings are back to their defaults when the
     /// query is known to reset everything, unknown otherwise.
     pub fn after_reset(&mut self, resets_all: bool) {
+        self.synced_with = 0;
         if resets_all {
             self.custom.clear();
         } else {
@@ -212,6 +235,9 @@ impl ServerParams {
     /// Builds the SET/RESET statements that make this connection match
     /// `wanted`, or `None` when it already does. Also returns the names SET.
     pub fn diff_sql(&self, wanted: &ParamSet) -> Option<String> {
+        if self.synced_with == wanted.fingerprint() {
+            return None;
+        }
         let mut sql = String::new();
         for (k, v) in wanted.iter() {
             let current = if is_tracked_reported(k) {

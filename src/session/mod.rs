@@ -43,7 +43,6 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
     tracing::info!(client = ?peer, db = %login.pool.key.database, user = %login.pool.key.user, "client logged in");
     let mut session = Session {
         client,
-        shared: shared.clone(),
         login,
         cbuf: BytesMut::new(),
     };
@@ -73,7 +72,6 @@ pub async fn send_error(client: &mut ClientStream, e: &ClientError) {
 
 struct Session {
     client: ClientStream,
-    shared: Arc<Shared>,
     login: Login,
     /// Client bytes not yet forwarded; empty (no allocation) while idle.
     cbuf: BytesMut,
@@ -148,10 +146,10 @@ impl Session {
                 }
             }
             if self.cbuf.is_empty() {
-                let mut shutdown = self.shared.shutdown.clone();
                 tokio::select! {
+                    biased;
                     r = self.client.readable() => r.map_err(|_| closed())?,
-                    _ = shutdown.changed() => {
+                    _ = self.login.cancel_slot.kill.notified() => {
                         return Err(ClientError::fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down"));
                     }
                 }
@@ -179,6 +177,7 @@ impl Session {
                 Ok(None) => {
                     conn.params.applied(&self.login.wanted);
                     canonicalize(&mut self.login.wanted, conn);
+                    conn.params.synced_with = self.login.wanted.fingerprint();
                 }
                 Ok(Some(err)) => {
                     return Err(ClientError::fatal(
@@ -190,6 +189,8 @@ impl Session {
                     return Ok(Outcome::ServerGone { told_client: false });
                 }
             }
+        } else {
+            conn.params.synced_with = self.login.wanted.fingerprint();
         }
         let mut relay = Relay::new(
             &mut self.client,

@@ -394,10 +394,10 @@ impl<'a> Relay<'a> {
                         self.parked = true;
                     }
                 }
-                btag::COMMAND_COMPLETE => {
-                    if !self.server.dirty && tag_is_dirty(&self.server.buf[start..end]) {
-                        self.server.dirty = true;
-                    }
+                btag::COMMAND_COMPLETE
+                    if !self.server.dirty && tag_is_dirty(&self.server.buf[start..end]) =>
+                {
+                    self.server.dirty = true;
                 }
                 btag::ERROR_RESPONSE => {
                     let body = &self.server.buf[start..end];
