@@ -55,48 +55,95 @@ impl Shared {
         db: &Database,
         client_credential: ServerCredential,
     ) -> Result<Arc<Pool>, ClientError> {
-        let pool_cfg = &snapshot.config.pool;
-        let (server_user, credential) = match &db.user {
-            Some(u) => {
-                let cred = match (&db.password, snapshot.user(u)) {
-                    (Some(p), _) => ServerCredential::Password(p.clone()),
-                    (None, Some(e)) => match (&e.password, &e.md5) {
-                        (Some(p), _) => ServerCredential::Password(p.clone()),
-                        (None, Some(m)) => ServerCredential::Md5Secret(m.clone()),
-                        _ => ServerCredential::None,
-                    },
-                    (None, None) => ServerCredential::None,
-                };
-                (u.clone(), cred)
-            }
-            None => (key.user.clone(), client_credential),
-        };
-        let host = db.hosts.first().ok_or_else(|| {
-            ClientError::fatal(sqlstate::INTERNAL_ERROR, "database entry has no host")
-        })?;
-        let settings = || PoolSettings {
-            size: db.effective_pool_size(pool_cfg),
-            min_size: db.min_pool_size.unwrap_or(pool_cfg.min_pool_size),
-            mode: db.pool_mode.unwrap_or(pool_cfg.mode),
-            reset_query: pool_cfg.server_reset_query.clone(),
-            reset_always: pool_cfg.server_reset_query_always,
-            check_query: pool_cfg.server_check_query.clone(),
-            check_delay: pool_cfg.server_check_delay,
-            idle_timeout: pool_cfg.server_idle_timeout,
-            lifetime: pool_cfg.server_lifetime,
-            query_wait_timeout: pool_cfg.query_wait_timeout,
-            target: ConnectTarget {
-                host: host.host.clone(),
-                port: host.port,
-                user: server_user,
-                database: db.dbname.clone(),
-                credential,
-                connect_timeout: pool_cfg.server_connect_timeout,
-            },
-        };
-        let db_max = db.max_db_connections.unwrap_or(pool_cfg.max_db_connections);
-        Ok(self.registry.get_or_create(key, db_max, settings))
+        let settings =
+            settings_for(snapshot, db, &key.user, client_credential, 0).ok_or_else(|| {
+                ClientError::fatal(sqlstate::INTERNAL_ERROR, "database entry has no host")
+            })?;
+        let db_max = db.effective_max_db_connections(&snapshot.config.pool);
+        Ok(self.registry.get_or_create(key, db_max, || settings))
     }
+
+    /// Applies a new snapshot: new logins see it at once; existing pools get
+    /// their new sizes and timeouts in place, retire connections whose target
+    /// changed as they are released, and close if their database is gone.
+    pub fn apply(&self, snapshot: Snapshot) {
+        for pool in self.registry.pools() {
+            let Some(db) = snapshot.config.databases.get(&pool.key.database) else {
+                tracing::info!(db = %pool.key.database, "database removed from config; closing its pool");
+                pool.close();
+                continue;
+            };
+            let old = pool.settings();
+            let credential = old.target.credential.clone();
+            let Some(mut new) = settings_for(&snapshot, db, &pool.key.user, credential, old.epoch)
+            else {
+                pool.close();
+                continue;
+            };
+            let t = (&new.target, &old.target);
+            if t.0.host != t.1.host
+                || t.0.port != t.1.port
+                || t.0.user != t.1.user
+                || t.0.database != t.1.database
+                || t.0.credential != t.1.credential
+            {
+                new.epoch = old.epoch + 1;
+            }
+            drop(old);
+            pool.set_settings(new);
+            pool.set_db_max(db.effective_max_db_connections(&snapshot.config.pool));
+        }
+        self.snapshot.store(Arc::new(snapshot));
+    }
+}
+
+/// Derives a pool's settings from the config: the entry's own `user` and
+/// `password` win over the client's credentials. `None` if the entry has no host.
+pub fn settings_for(
+    snapshot: &Snapshot,
+    db: &Database,
+    client_user: &str,
+    client_credential: ServerCredential,
+    epoch: u64,
+) -> Option<PoolSettings> {
+    let pool_cfg = &snapshot.config.pool;
+    let (server_user, credential) = match &db.user {
+        Some(u) => {
+            let cred = match (&db.password, snapshot.user(u)) {
+                (Some(p), _) => ServerCredential::Password(p.clone()),
+                (None, Some(e)) => match (&e.password, &e.md5) {
+                    (Some(p), _) => ServerCredential::Password(p.clone()),
+                    (None, Some(m)) => ServerCredential::Md5Secret(m.clone()),
+                    _ => ServerCredential::None,
+                },
+                (None, None) => ServerCredential::None,
+            };
+            (u.clone(), cred)
+        }
+        None => (client_user.to_owned(), client_credential),
+    };
+    let host = db.hosts.first()?;
+    Some(PoolSettings {
+        size: db.effective_pool_size(pool_cfg),
+        min_size: db.effective_min_pool_size(pool_cfg),
+        mode: db.effective_pool_mode(pool_cfg),
+        reset_query: pool_cfg.server_reset_query.clone(),
+        reset_always: pool_cfg.server_reset_query_always,
+        check_query: pool_cfg.server_check_query.clone(),
+        check_delay: pool_cfg.server_check_delay,
+        idle_timeout: pool_cfg.server_idle_timeout,
+        lifetime: pool_cfg.server_lifetime,
+        query_wait_timeout: pool_cfg.query_wait_timeout,
+        target: ConnectTarget {
+            host: host.host.clone(),
+            port: host.port,
+            user: server_user,
+            database: db.dbname.clone(),
+            credential,
+            connect_timeout: pool_cfg.server_connect_timeout,
+        },
+        epoch,
+    })
 }
 
 /// Errors that stop the pooler from starting.
@@ -132,7 +179,7 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
         shared.clone(),
         max_clients,
     ));
-    wait_for_signal().await;
+    crate::reload::run_until_shutdown(path, &shared).await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     accept.abort();
@@ -147,33 +194,9 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
     {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            _ = wait_for_signal() => break,
+            _ = crate::reload::wait_for_stop_signal() => break,
         }
     }
     shared.registry.close_all();
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let term = signal(SignalKind::terminate());
-        let int = signal(SignalKind::interrupt());
-        match (term, int) {
-            (Ok(mut t), Ok(mut i)) => {
-                tokio::select! {
-                    _ = t.recv() => {}
-                    _ = i.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -25,6 +25,7 @@ pub mod net;
 pub mod observe;
 pub mod pool;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod snapshot;

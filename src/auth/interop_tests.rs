@@ -1,3 +1,4 @@
+//! (Test-only module: its parent declares it under `#[cfg(test)]`.)
 //! Interoperability tests against `postgres-protocol` (the client code tokio-postgres uses to
 //! log in): its SCRAM client against our server, and its MD5 and secret helpers against ours.
 

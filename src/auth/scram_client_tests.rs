@@ -1,3 +1,4 @@
+//! (Test-only module: its parent declares it under `#[cfg(test)]`.)
 //! Tests for the SCRAM client's handling of bad server messages (a fake or broken server):
 //! nonces that do not extend ours, bad salts and iteration counts, wrong signatures, `e=`.
 

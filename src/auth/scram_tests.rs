@@ -1,3 +1,4 @@
+//! (Test-only module: its parent declares it under `#[cfg(test)]`.)
 //! Tests for the SCRAM server and client: RFC 7677's recorded exchange replayed through each
 //! side, the two sides against each other (password and pass-through keys), and rejection
 //! of wrong, tampered and malformed messages.

@@ -1,3 +1,4 @@
+//! (Test-only module: its parent declares it under `#[cfg(test)]`.)
 //! Tests of `pool.toml` parsing: defaults, the shipped example, and every class of problem
 //! with its line and key. Value-range and database-entry tests are in `tests_values.rs`.
 

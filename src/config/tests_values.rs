@@ -1,3 +1,4 @@
+//! (Test-only module: its parent declares it under `#[cfg(test)]`.)
 //! Tests of value checks and `[databases.*]` entries: ranges, hosts, cross-key rules.
 
 use std::path::Path;

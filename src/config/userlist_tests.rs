@@ -1,3 +1,4 @@
+//! (Test-only module: its parent declares it under `#[cfg(test)]`.)
 //! Tests of the userlist format: quoting, comments, secret kinds, and malformed lines
 //! (reported with their line, never with the secret).
 

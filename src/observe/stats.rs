@@ -81,4 +81,8 @@ pub struct GlobalStats {
     pub protocol_errors: AtomicU64,
     /// Cancel requests forwarded.
     pub cancels_forwarded: AtomicU64,
+    /// Config reloads applied.
+    pub reloads_ok: AtomicU64,
+    /// Config reloads rejected (the old config stayed in force).
+    pub reloads_failed: AtomicU64,
 }

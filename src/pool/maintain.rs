@@ -41,11 +41,12 @@ pub fn run_once(pool: &Pool) {
     let s = pool.settings();
     let min = s.min_size.min(s.size);
     let stale = pool.take_idle_where(|conn, staying| {
-        let too_old = !s.lifetime.is_zero() && conn.created.elapsed() >= s.lifetime;
+        let too_old =
+            conn.epoch != s.epoch || !s.lifetime.is_zero() && conn.created.elapsed() >= s.lifetime;
         let too_idle = !s.idle_timeout.is_zero()
             && conn.last_used.elapsed() >= s.idle_timeout
             && staying > min;
-        too_old || too_idle
+        too_old || too_idle || !conn.is_healthy_when_idle()
     });
     for conn in stale {
         tracing::debug!(pool = %pool.key.database, id = conn.id, "closing idle server connection");

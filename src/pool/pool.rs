@@ -53,6 +53,8 @@ pub struct PoolSettings {
     pub query_wait_timeout: Duration,
     /// Where and how to connect.
     pub target: ConnectTarget,
+    /// Bumped when `target` changes; older connections are retired.
+    pub epoch: u64,
 }
 
 /// Why a checkout failed.
@@ -136,6 +138,11 @@ impl Pool {
     /// Replaces the settings (reload); surplus connections close as released.
     pub fn set_settings(&self, settings: PoolSettings) {
         self.settings.store(Arc::new(settings));
+    }
+
+    /// Changes the database-wide connection cap (reload).
+    pub fn set_db_max(&self, max: u32) {
+        self.db.set_max(max);
     }
 
     /// Marks the pool closed: waiters fail, idle connections close, and
@@ -275,15 +282,20 @@ impl Pool {
         }
         st.open += 1;
         st.connecting += 1;
-        self.spawn_connect(s.target.clone());
+        self.spawn_connect(s);
     }
 
-    fn spawn_connect(&self, target: ConnectTarget) {
+    fn spawn_connect(&self, s: &PoolSettings) {
         let Some(pool) = self.me.upgrade() else {
             return;
         };
+        let target = s.target.clone();
+        let epoch = s.epoch;
         tokio::spawn(async move {
-            let result = ServerConn::connect(&target).await;
+            let result = ServerConn::connect(&target).await.map(|mut c| {
+                c.epoch = epoch;
+                c
+            });
             pool.connect_finished(result);
         });
     }
@@ -315,6 +327,15 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// Takes an already open connection into the pool's count and hands it
+    /// out like a fresh one (benches, tests, and connections opened elsewhere).
+    pub fn adopt(&self, mut conn: ServerConn) {
+        conn.epoch = self.settings().epoch;
+        self.lock().open += 1;
+        let _ = self.db.try_acquire();
+        self.checkin(conn);
     }
 
     /// Returns a clean connection: to the first live waiter, else to the idle
@@ -425,7 +446,7 @@ impl Pool {
             }
             st.open += 1;
             st.connecting += 1;
-            self.spawn_connect(s.target.clone());
+            self.spawn_connect(&s);
         }
     }
 
@@ -455,5 +476,5 @@ pub struct PoolCounts {
 }
 
 fn expired(conn: &ServerConn, s: &PoolSettings) -> bool {
-    !s.lifetime.is_zero() && conn.created.elapsed() >= s.lifetime
+    conn.epoch != s.epoch || !s.lifetime.is_zero() && conn.created.elapsed() >= s.lifetime
 }

@@ -163,11 +163,12 @@ pub fn ready_for_query(buf: &mut BytesMut, status: TxStatus) {
     put_message(buf, tag::READY_FOR_QUERY, |b| b.put_u8(status.byte()));
 }
 
-/// Appends NegotiateProtocolVersion: the newest minor version we support and
-/// the `_pq_.` options we did not recognise.
+/// Appends NegotiateProtocolVersion: the newest protocol version we support
+/// for major version 3 (sent as the full code, `3 << 16 | minor`, as
+/// PostgreSQL does) and the `_pq_.` options we did not recognise.
 pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: u32, unrecognized: &[String]) {
     put_message(buf, tag::NEGOTIATE_PROTOCOL_VERSION, |b| {
-        b.put_u32(minor);
+        b.put_u32((3 << 16) | minor);
         b.put_u32(unrecognized.len() as u32);
         for o in unrecognized {
             put_cstr(b, o.as_bytes());

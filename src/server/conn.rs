@@ -133,6 +133,9 @@ pub struct ServerConn {
     pub last_used: Instant,
     /// Session state may have been changed since the last reset.
     pub dirty: bool,
+    /// Version of the pool settings it was opened under; a connection from
+    /// an older version whose target changed is retired when released.
+    pub epoch: u64,
 }
 
 impl ServerConn {
@@ -158,9 +161,20 @@ impl ServerConn {
         let stream = TcpStream::connect((target.host.as_str(), target.port))
             .await
             .map_err(io_err)?;
-        let addr = stream.peer_addr().map_err(io_err)?;
+        let mut conn = ServerConn::unauthenticated(stream).map_err(io_err)?;
+        conn.login(target).await.map_err(|e| match e {
+            ConnectError::Io { source, .. } => io_err(source),
+            other => other,
+        })?;
+        Ok(conn)
+    }
+
+    /// Wraps a connected socket that has not logged in yet. The pooler logs
+    /// in right after; benches and tests use it to pool plain sockets.
+    pub fn unauthenticated(stream: TcpStream) -> std::io::Result<ServerConn> {
+        let addr = stream.peer_addr()?;
         configure_socket(&stream);
-        let mut conn = ServerConn {
+        Ok(ServerConn {
             stream,
             buf: BytesMut::with_capacity(READ_BUF_CAPACITY),
             params: ServerParams::default(),
@@ -174,12 +188,8 @@ impl ServerConn {
             created: Instant::now(),
             last_used: Instant::now(),
             dirty: false,
-        };
-        conn.login(target).await.map_err(|e| match e {
-            ConnectError::Io { source, .. } => io_err(source),
-            other => other,
-        })?;
-        Ok(conn)
+            epoch: 0,
+        })
     }
 
     async fn login(&mut self, target: &ConnectTarget) -> Result<(), ConnectError> {

@@ -238,7 +238,9 @@ impl ServerParams {
         if self.synced_with == wanted.fingerprint() {
             return None;
         }
-        let mut sql = String::new();
+        // set_config() takes the value as PostgreSQL takes it from startup
+        // options (a list such as search_path stays a list), unlike SET 'x'.
+        let mut sets = String::new();
         for (k, v) in wanted.iter() {
             let current = if is_tracked_reported(k) {
                 self.reported.get(k).map(Some)
@@ -246,13 +248,22 @@ impl ServerParams {
                 self.custom_value(k)
             };
             if current != Some(Some(v)) {
-                let _ = write!(sql, "SET {k} TO '{}';", v.replace('\'', "''"));
+                sets.push_str(if sets.is_empty() { "SELECT " } else { ", " });
+                let _ = write!(
+                    sets,
+                    "set_config('{k}', '{}', false)",
+                    v.replace('\'', "''")
+                );
             }
         }
+        let mut sql = String::new();
         for (k, _) in &self.custom {
             if wanted.get(k).is_none() {
                 let _ = write!(sql, "RESET {k};");
             }
+        }
+        if !sets.is_empty() {
+            sql.push_str(&sets);
         }
         (!sql.is_empty()).then_some(sql)
     }
@@ -328,7 +339,7 @@ mod tests {
         wanted.set("search_path", "s1");
         assert_eq!(
             server.diff_sql(&wanted).unwrap(),
-            "SET application_name TO 'it''s';SET search_path TO 's1';"
+            "SELECT set_config('application_name', 'it''s', false), set_config('search_path', 's1', false)"
         );
         server.applied(&wanted);
         server.reported_changed("application_name", "it's");
@@ -340,7 +351,7 @@ mod tests {
         server.after_reset(false);
         assert_eq!(
             server.diff_sql(&wanted).unwrap(),
-            "SET search_path TO 's1';"
+            "SELECT set_config('search_path', 's1', false)"
         );
     }
 }
