@@ -18,11 +18,15 @@ fn main() -> ExitCode {
         eprintln!("{text}");
         return ExitCode::from(1);
     }
+    // One thread by default, like PgBouncer: measured on 2 cores, a single
+    // event loop spends less CPU per transaction than work-stealing across
+    // threads (fewer wake-ups and context switches). PGPOOL_WORKERS=N (N > 1)
+    // runs the multi-threaded runtime instead.
     let workers = std::env::var("PGPOOL_WORKERS")
         .ok()
         .and_then(|w| w.parse::<usize>().ok())
-        .unwrap_or(0);
-    let built = if workers == 1 {
+        .unwrap_or(1);
+    let built = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
