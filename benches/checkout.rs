@@ -1,7 +1,7 @@
 //! Pool checkout + release round trips, the per-transaction cost of the pool
-//! itself, on both runtime shapes the binary can run (`PGPOOL_WORKERS=1`
-//! gives one current-thread runtime; otherwise multi-thread work stealing,
-//! here with 2 workers as on the 2-vCPU bench machine).
+//! itself, on both runtime shapes the binary can run: one current-thread
+//! runtime (the default) and multi-thread work stealing (`PGPOOL_WORKERS=2`,
+//! as many workers as the 2-vCPU bench machine has cores).
 //!
 //! No PostgreSQL is needed: each pooled connection is a loopback TCP socket
 //! pair (the accepted side kept open and silent), wrapped with
@@ -59,6 +59,7 @@ fn settings(size: u32) -> PoolSettings {
             connect_timeout: Duration::from_secs(1),
         },
         epoch: 0,
+        max_prepared: 0,
     }
 }
 

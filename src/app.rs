@@ -143,6 +143,7 @@ pub fn settings_for(
             connect_timeout: pool_cfg.server_connect_timeout,
         },
         epoch,
+        max_prepared: pool_cfg.max_prepared_statements,
     })
 }
 

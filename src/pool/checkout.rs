@@ -15,6 +15,10 @@ pub enum Release {
     Clean,
     /// Idle but session state may have changed: run the reset query first.
     Dirty,
+    /// Idle, only sequence state may have changed: `DISCARD SEQUENCES` when
+    /// the reset query is `DISCARD ALL` (cheaper, keeps prepared statements),
+    /// else the reset query.
+    Sequences,
     /// Broken, mid-transaction or cancelled: close it.
     Close,
 }
@@ -23,12 +27,12 @@ pub enum Release {
 #[derive(Debug)]
 pub struct Checkout {
     pool: Option<Arc<Pool>>,
-    conn: Option<ServerConn>,
+    conn: Option<Box<ServerConn>>,
     used: bool,
 }
 
 impl Checkout {
-    pub(super) fn new(pool: Arc<Pool>, conn: ServerConn) -> Self {
+    pub(super) fn new(pool: Arc<Pool>, conn: Box<ServerConn>) -> Self {
         Checkout {
             pool: Some(pool),
             conn: Some(conn),
@@ -36,7 +40,7 @@ impl Checkout {
         }
     }
 
-    pub(super) fn detached(conn: ServerConn) -> Self {
+    pub(super) fn detached(conn: Box<ServerConn>) -> Self {
         Checkout {
             pool: None,
             conn: Some(conn),
@@ -45,7 +49,7 @@ impl Checkout {
     }
 
     /// Takes the connection out without returning it anywhere.
-    pub(super) fn into_conn(mut self) -> Option<ServerConn> {
+    pub(super) fn into_conn(mut self) -> Option<Box<ServerConn>> {
         self.pool = None;
         self.conn.take()
     }
@@ -72,8 +76,11 @@ impl Checkout {
         match how {
             Release::Clean => pool.checkin(conn),
             Release::Close => pool.forget(conn, false),
-            Release::Dirty => {
-                let query = pool.settings().reset_query.clone();
+            Release::Dirty | Release::Sequences => {
+                let mut query = pool.settings().reset_query.clone();
+                if how == Release::Sequences && resets_everything(&query) {
+                    query = "DISCARD SEQUENCES".to_owned();
+                }
                 if query.is_empty() {
                     pool.checkin(conn);
                 } else {
@@ -102,7 +109,15 @@ pub fn resets_everything(query: &str) -> bool {
     q.eq_ignore_ascii_case("DISCARD ALL") || q.eq_ignore_ascii_case("RESET ALL")
 }
 
-async fn reset(pool: Arc<Pool>, mut conn: ServerConn, query: String) {
+/// True if the reset query drops prepared statements (DISCARD ALL,
+/// DEALLOCATE ALL), so the pooler must forget what the connection had.
+pub fn deallocates_statements(query: &str) -> bool {
+    let q = query.to_ascii_lowercase();
+    let q: String = q.split_whitespace().collect::<Vec<_>>().join(" ");
+    q.contains("discard all") || q.contains("deallocate all")
+}
+
+async fn reset(pool: Arc<Pool>, mut conn: Box<ServerConn>, query: String) {
     let timeout = pool
         .settings()
         .target
@@ -110,8 +125,14 @@ async fn reset(pool: Arc<Pool>, mut conn: ServerConn, query: String) {
         .max(Duration::from_secs(1));
     match tokio::time::timeout(timeout, conn.run_control_query(&query)).await {
         Ok(Ok(None)) => {
-            conn.params.after_reset(resets_everything(&query));
-            conn.dirty = false;
+            if !query.eq_ignore_ascii_case("DISCARD SEQUENCES") {
+                conn.params.after_reset(resets_everything(&query));
+                if deallocates_statements(&query) {
+                    conn.statements.clear();
+                }
+                conn.dirty = false;
+            }
+            conn.sequences_dirty = false;
             pool.stats.reset_done();
             pool.checkin(conn);
         }

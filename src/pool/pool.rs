@@ -55,6 +55,9 @@ pub struct PoolSettings {
     pub target: ConnectTarget,
     /// Bumped when `target` changes; older connections are retired.
     pub epoch: u64,
+    /// Protocol-level prepared statements kept per server connection
+    /// (0 = the pooler passes named statements through untouched).
+    pub max_prepared: u32,
 }
 
 /// Why a checkout failed.
@@ -84,7 +87,10 @@ struct Waiter {
 
 #[derive(Debug, Default)]
 struct State {
-    idle: Vec<ServerConn>,
+    /// Boxed: connections move between the stack, waiters and sessions on
+    /// every transaction, and a box moves as one pointer.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<ServerConn>>,
     waiters: VecDeque<Waiter>,
     /// Connections open, opening, in use, or being reset.
     open: u32,
@@ -238,7 +244,7 @@ impl Pool {
         }
     }
 
-    fn guard(&self, conn: ServerConn) -> Checkout {
+    fn guard(&self, conn: Box<ServerConn>) -> Checkout {
         match self.me.upgrade() {
             Some(pool) => Checkout::new(pool, conn),
             // Unreachable while `&self` is alive through an Arc.
@@ -248,7 +254,11 @@ impl Pool {
 
     /// Checks an idle connection before handing it out; closes it if broken,
     /// expired, or failing `server_check_query`.
-    async fn vet_idle(&self, mut conn: ServerConn, s: &PoolSettings) -> Option<ServerConn> {
+    async fn vet_idle(
+        &self,
+        mut conn: Box<ServerConn>,
+        s: &PoolSettings,
+    ) -> Option<Box<ServerConn>> {
         if !conn.is_healthy_when_idle() || expired(&conn, s) {
             self.forget(conn, false);
             return None;
@@ -292,7 +302,8 @@ impl Pool {
         let target = s.target.clone();
         let epoch = s.epoch;
         tokio::spawn(async move {
-            let result = ServerConn::connect(&target).await.map(|mut c| {
+            let result = ServerConn::connect(&target).await.map(|c| {
+                let mut c = Box::new(c);
                 c.epoch = epoch;
                 c
             });
@@ -300,7 +311,7 @@ impl Pool {
         });
     }
 
-    fn connect_finished(&self, result: Result<ServerConn, ConnectError>) {
+    fn connect_finished(&self, result: Result<Box<ServerConn>, ConnectError>) {
         match result {
             Ok(conn) => {
                 self.stats.server_connected();
@@ -331,7 +342,8 @@ impl Pool {
 
     /// Takes an already open connection into the pool's count and hands it
     /// out like a fresh one (benches, tests, and connections opened elsewhere).
-    pub fn adopt(&self, mut conn: ServerConn) {
+    pub fn adopt(&self, conn: ServerConn) {
+        let mut conn = Box::new(conn);
         conn.epoch = self.settings().epoch;
         self.lock().open += 1;
         let _ = self.db.try_acquire();
@@ -340,7 +352,7 @@ impl Pool {
 
     /// Returns a clean connection: to the first live waiter, else to the idle
     /// stack; closes it instead if the pool shrank, closed or it expired.
-    pub fn checkin(&self, mut conn: ServerConn) {
+    pub fn checkin(&self, mut conn: Box<ServerConn>) {
         let s = self.settings();
         conn.last_used = Instant::now();
         let mut st = self.lock();
@@ -367,7 +379,7 @@ impl Pool {
     }
 
     /// Drops a connection from the pool's count; `polite` sends Terminate.
-    pub fn forget(&self, conn: ServerConn, polite: bool) {
+    pub fn forget(&self, conn: Box<ServerConn>, polite: bool) {
         self.stats.server_closed();
         {
             let mut st = self.lock();
@@ -377,7 +389,7 @@ impl Pool {
         }
         self.db.release();
         if polite && tokio::runtime::Handle::try_current().is_ok() {
-            tokio::spawn(conn.terminate());
+            tokio::spawn((*conn).terminate());
         }
     }
 
@@ -394,7 +406,7 @@ impl Pool {
     pub fn take_idle_where(
         &self,
         mut pred: impl FnMut(&ServerConn, u32) -> bool,
-    ) -> Vec<ServerConn> {
+    ) -> Vec<Box<ServerConn>> {
         let mut st = self.lock();
         let mut taken = Vec::new();
         let mut i = 0;

@@ -233,6 +233,28 @@ impl ErrorFields {
     }
 }
 
+/// True if an ErrorResponse body has severity FATAL or PANIC (no
+/// allocation). The non-localized 'V' field decides; 'S' is the fallback.
+pub fn is_fatal(mut body: &[u8]) -> bool {
+    let fatal = |v: &[u8]| v == b"FATAL" || v == b"PANIC";
+    let mut localized = false;
+    while let Some((&kind, rest)) = body.split_first() {
+        if kind == 0 {
+            break;
+        }
+        let Some((value, rest)) = read_cstr(rest) else {
+            break;
+        };
+        match kind {
+            b'V' => return fatal(value),
+            b'S' => localized = fatal(value),
+            _ => {}
+        }
+        body = rest;
+    }
+    localized
+}
+
 /// Finds just the SQLSTATE of an ErrorResponse body without allocating.
 pub fn error_code(mut body: &[u8]) -> Option<&[u8]> {
     while let Some((&kind, rest)) = body.split_first() {
@@ -271,6 +293,10 @@ mod tests {
         assert_eq!(f.code, "53300");
         assert_eq!(f.message, "too many clients");
         assert!(f.is_fatal());
+        assert!(is_fatal(body));
+        let mut e = BytesMut::new();
+        error_response(&mut e, Severity::Error, "22012", "division by zero");
+        assert!(!is_fatal(&e[5..]));
         assert_eq!(error_code(body), Some(&b"53300"[..]));
     }
 

@@ -119,6 +119,11 @@ pub struct ServerConn {
     pub stream: TcpStream,
     /// Read buffer, reused for the connection's lifetime.
     pub buf: BytesMut,
+    /// Bytes on their way to the server (client messages, possibly
+    /// rewritten), reused for the connection's lifetime.
+    pub out: BytesMut,
+    /// Pooler-named prepared statements this connection holds.
+    pub statements: super::prepared::ServerStatements,
     /// Parameters in force on this connection.
     pub params: ServerParams,
     /// Canonical names of reported parameters, for re-sending to clients.
@@ -133,6 +138,8 @@ pub struct ServerConn {
     pub last_used: Instant,
     /// Session state may have been changed since the last reset.
     pub dirty: bool,
+    /// Sequence state (`currval`) may have been set since the last reset.
+    pub sequences_dirty: bool,
     /// Version of the pool settings it was opened under; a connection from
     /// an older version whose target changed is retired when released.
     pub epoch: u64,
@@ -177,6 +184,8 @@ impl ServerConn {
         Ok(ServerConn {
             stream,
             buf: BytesMut::with_capacity(READ_BUF_CAPACITY),
+            out: BytesMut::new(),
+            statements: Default::default(),
             params: ServerParams::default(),
             reported_names: Vec::new(),
             key: ServerKey {
@@ -188,6 +197,7 @@ impl ServerConn {
             created: Instant::now(),
             last_used: Instant::now(),
             dirty: false,
+            sequences_dirty: false,
             epoch: 0,
         })
     }
@@ -349,7 +359,7 @@ impl ServerConn {
     /// Non-blocking check that an idle connection is still usable: no bytes
     /// (an async FATAL) and no EOF waiting on the socket.
     pub fn is_healthy_when_idle(&self) -> bool {
-        if !self.buf.is_empty() {
+        if !self.buf.is_empty() || !self.out.is_empty() {
             return false;
         }
         // The reactor marks the socket readable when bytes or EOF arrive; a

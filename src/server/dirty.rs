@@ -29,13 +29,38 @@ const CLEAN_TAGS: &[&[u8]] = &[
     b"CLOSE",
 ];
 
-/// True if a CommandComplete tag (body without its NUL) may have changed
-/// session state. `INSERT`, `COPY` and `MERGE` count as dirty because they may
-/// call `nextval()` through a column default, which sets `currval()` state.
+/// Command tags that may have called `nextval()` through a column default,
+/// which leaves `currval()`/`lastval()` state: `DISCARD SEQUENCES` clears it.
+const SEQUENCE_TAGS: &[&[u8]] = &[b"INSERT", b"COPY", b"MERGE"];
+
+/// What a command may have left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dirt {
+    /// Nothing.
+    Clean,
+    /// Only sequence state (`currval`/`lastval`).
+    Sequences,
+    /// Anything: run the full reset query.
+    Full,
+}
+
+/// What a CommandComplete tag (body without its NUL) may have changed.
+#[inline]
+pub fn tag_dirt(tag: &[u8]) -> Dirt {
+    let word = tag.split(|&b| b == b' ' || b == 0).next().unwrap_or(tag);
+    if CLEAN_TAGS.contains(&word) {
+        Dirt::Clean
+    } else if SEQUENCE_TAGS.contains(&word) {
+        Dirt::Sequences
+    } else {
+        Dirt::Full
+    }
+}
+
+/// True if a CommandComplete tag may have changed any session state.
 #[inline]
 pub fn tag_is_dirty(tag: &[u8]) -> bool {
-    let word = tag.split(|&b| b == b' ' || b == 0).next().unwrap_or(tag);
-    !CLEAN_TAGS.contains(&word)
+    tag_dirt(tag) != Dirt::Clean
 }
 
 #[inline]
@@ -98,6 +123,14 @@ mod tests {
         ] {
             assert!(tag_is_dirty(dirty), "{:?}", std::str::from_utf8(dirty));
         }
+    }
+
+    #[test]
+    fn sequence_only_tags() {
+        assert_eq!(tag_dirt(b"INSERT 0 1"), Dirt::Sequences);
+        assert_eq!(tag_dirt(b"COPY 3"), Dirt::Sequences);
+        assert_eq!(tag_dirt(b"SELECT 1"), Dirt::Clean);
+        assert_eq!(tag_dirt(b"SET"), Dirt::Full);
     }
 
     #[test]

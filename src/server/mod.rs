@@ -6,5 +6,6 @@ pub mod conn;
 pub mod dirty;
 pub mod io;
 pub mod params;
+pub mod prepared;
 
 pub use conn::{ConnectError, ConnectTarget, ServerConn, ServerCredential};

@@ -4,6 +4,7 @@
 //! when dirty), repeat.
 
 pub mod auth;
+pub mod prepared;
 pub mod relay;
 pub mod startup;
 
@@ -24,7 +25,8 @@ use crate::protocol::frontend::tag as ftag;
 use crate::server::cancel::CancelSlot;
 use crate::server::params::ParamSet;
 use crate::server::ConnectError;
-use relay::{Outcome, Relay, RelayError};
+use prepared::ClientStatements;
+use relay::{ClientSide, Outcome, Relay, RelayError};
 use startup::Login;
 
 /// Serves one accepted client connection to the end.
@@ -45,6 +47,7 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
         client,
         login,
         cbuf: BytesMut::new(),
+        statements: ClientStatements::default(),
     };
     let result = session.serve().await;
     shared.cancels.remove(session.login.cancel_pid);
@@ -75,6 +78,8 @@ struct Session {
     login: Login,
     /// Client bytes not yet forwarded; empty (no allocation) while idle.
     cbuf: BytesMut,
+    /// The client's named prepared statements (pooler-managed).
+    statements: ClientStatements,
 }
 
 impl Session {
@@ -92,19 +97,20 @@ impl Session {
                 Ok(Outcome::Idle) => {
                     let conn = co.conn();
                     let dirty = conn.dirty || pool.settings().reset_always;
-                    (
-                        if dirty {
-                            Release::Dirty
-                        } else {
-                            Release::Clean
-                        },
-                        Ok(true),
-                    )
+                    let release = if dirty {
+                        Release::Dirty
+                    } else if conn.sequences_dirty {
+                        Release::Sequences
+                    } else {
+                        Release::Clean
+                    };
+                    (release, Ok(true))
                 }
                 Ok(Outcome::ClientGone { server_clean }) => {
                     let release = match server_clean {
                         false => Release::Close,
                         true if session_mode || co.conn().dirty => Release::Dirty,
+                        true if co.conn().sequences_dirty => Release::Sequences,
                         true => Release::Clean,
                     };
                     (release, Ok(false))
@@ -192,13 +198,14 @@ impl Session {
         } else {
             conn.params.synced_with = self.login.wanted.fingerprint();
         }
-        let mut relay = Relay::new(
-            &mut self.client,
-            &mut self.cbuf,
-            conn,
-            &mut self.login.wanted,
-            release_on_idle,
-        );
+        let max_prepared = pool.settings().max_prepared;
+        let client = ClientSide {
+            stream: &mut self.client,
+            buf: &mut self.cbuf,
+            wanted: &mut self.login.wanted,
+            statements: &mut self.statements,
+        };
+        let mut relay = Relay::new(client, conn, release_on_idle, max_prepared);
         let outcome = relay.run().await;
         let counts = relay.counts;
         let xacts = u64::from(matches!(outcome, Ok(Outcome::Idle)));

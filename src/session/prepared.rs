@@ -1,0 +1,267 @@
+//! Protocol-level named prepared statements in transaction mode.
+//!
+//! A client's statement name maps to a pooler-wide name derived from a
+//! SHA-256 of the query text and parameter types (two different statements
+//! can never share one). The relay rewrites Bind/Describe to that name, and
+//! where the serving connection lacks it, injects the Parse first. Replies
+//! are kept in step with what the client sent through an [`Expect`] queue:
+//! injected messages' replies are swallowed, and replies the pooler owes
+//! without asking the server (ParseComplete for a statement the server
+//! already has, CloseComplete) are inserted at their place in the stream.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::protocol::frame::read_cstr;
+
+/// Prefix of pooler statement names.
+const PREFIX: &str = "pgpool_";
+
+/// A statement as the pooler prepares it on servers.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Statement {
+    /// The pooler-wide name (prefix + 128 bits of SHA-256, hex).
+    pub name: Arc<str>,
+    /// The Parse body after the name: query text, NUL, parameter types.
+    pub tail: Bytes,
+    /// The query text may change session state (see [`crate::server::dirty`]):
+    /// every execution marks the connection for a reset.
+    pub dirty: bool,
+}
+
+impl Statement {
+    /// Builds the statement of a Parse body; returns the client's name too.
+    pub fn from_parse(body: &[u8]) -> Option<(&[u8], Statement)> {
+        let (client_name, tail) = read_cstr(body)?;
+        let digest = Sha256::digest(tail);
+        let mut name = String::with_capacity(PREFIX.len() + 32);
+        name.push_str(PREFIX);
+        for b in &digest[..16] {
+            let _ = write!(name, "{b:02x}");
+        }
+        let text = read_cstr(tail).map(|(q, _)| q).unwrap_or(tail);
+        Some((
+            client_name,
+            Statement {
+                name: name.into(),
+                tail: Bytes::copy_from_slice(tail),
+                dirty: crate::server::dirty::text_is_dirty(text),
+            },
+        ))
+    }
+}
+
+/// A client's named statements.
+#[derive(Debug, Default)]
+pub struct ClientStatements {
+    by_name: HashMap<Box<[u8]>, Arc<Statement>>,
+}
+
+impl ClientStatements {
+    /// Registers (or replaces) `name`.
+    pub fn insert(&mut self, name: &[u8], stmt: Arc<Statement>) {
+        self.by_name.insert(name.into(), stmt);
+    }
+
+    /// The statement a client name refers to.
+    pub fn get(&self, name: &[u8]) -> Option<&Arc<Statement>> {
+        self.by_name.get(name)
+    }
+
+    /// Forgets `name` (client Close).
+    pub fn remove(&mut self, name: &[u8]) {
+        self.by_name.remove(name);
+    }
+
+    /// Forgets `name` if it still refers to the statement `pooler_name`
+    /// (its Parse failed).
+    pub fn remove_if(&mut self, name: &[u8], pooler_name: &str) {
+        if self
+            .by_name
+            .get(name)
+            .is_some_and(|s| &*s.name == pooler_name)
+        {
+            self.by_name.remove(name);
+        }
+    }
+
+    /// Forgets all (client ran DISCARD ALL / DEALLOCATE ALL).
+    pub fn clear(&mut self) {
+        self.by_name.clear();
+    }
+}
+
+/// A client Parse of a named statement that the pooler manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedParse {
+    /// The pooler-wide name.
+    pub name: Arc<str>,
+    /// The client's name for it.
+    pub client_name: Box<[u8]>,
+}
+
+/// What the relay expects back for each message it sent to the server (or
+/// owes the client itself), oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// A client Parse: its ParseComplete goes to the client. If it fails, the
+    /// named statement exists neither on the server nor for the client.
+    Parse(Option<ManagedParse>),
+    /// A Parse the pooler injected: its ParseComplete is swallowed.
+    InjectedParse(Arc<str>),
+    /// Bind → BindComplete.
+    Bind,
+    /// Describe → [ParameterDescription] RowDescription | NoData.
+    Describe,
+    /// Execute → CommandComplete | EmptyQueryResponse | PortalSuspended.
+    Execute,
+    /// A client Close of a portal → CloseComplete.
+    Close,
+    /// A Close the pooler injected to evict a statement: swallowed.
+    InjectedClose(Arc<str>),
+    /// A reply the pooler gives itself: a bodiless message with this tag.
+    Synthetic(u8),
+    /// Sync → ReadyForQuery.
+    Sync,
+    /// Query → ... ReadyForQuery.
+    Query,
+    /// FunctionCall → FunctionCallResponse, ReadyForQuery.
+    FunctionCall,
+}
+
+impl Expect {
+    /// True for entries that end with ReadyForQuery.
+    pub fn ends_with_ready(&self) -> bool {
+        matches!(self, Expect::Sync | Expect::Query | Expect::FunctionCall)
+    }
+}
+
+/// The queue of expected replies.
+#[derive(Debug, Default)]
+pub struct ExpectQueue {
+    q: VecDeque<Expect>,
+    /// After an error in an extended-protocol batch the server skips to the
+    /// next Sync: messages sent meanwhile get no replies.
+    pub skipping: bool,
+}
+
+impl ExpectQueue {
+    /// Adds an expectation (ignored while the server skips to Sync, except Sync).
+    pub fn push(&mut self, e: Expect) {
+        if self.skipping {
+            if e != Expect::Sync {
+                return;
+            }
+            self.skipping = false;
+        }
+        self.q.push_back(e);
+    }
+
+    /// The oldest expectation.
+    pub fn front(&self) -> Option<&Expect> {
+        self.q.front()
+    }
+
+    /// Removes the oldest expectation.
+    pub fn pop(&mut self) -> Option<Expect> {
+        self.q.pop_front()
+    }
+
+    /// An extended-protocol error: drops what the server will skip (up to
+    /// the next Sync), returning it so side effects can be undone.
+    pub fn error_skip(&mut self) -> Vec<Expect> {
+        let mut dropped = Vec::new();
+        while let Some(e) = self.q.front() {
+            if *e == Expect::Sync {
+                return dropped;
+            }
+            if let Some(e) = self.q.pop_front() {
+                dropped.push(e);
+            }
+        }
+        self.skipping = true;
+        dropped
+    }
+
+    /// Removes the newest `n` Sync entries (Syncs a server in COPY IN ignores).
+    pub fn drop_last_syncs(&mut self, mut n: u32) {
+        let mut i = self.q.len();
+        while n > 0 && i > 0 {
+            i -= 1;
+            if self.q[i] == Expect::Sync {
+                self.q.remove(i);
+                n -= 1;
+            }
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    /// True when nothing is expected.
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    /// Forgets everything (a new relay run starts in step).
+    pub fn clear(&mut self) {
+        self.q.clear();
+        self.skipping = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_depend_on_text_and_types() {
+        let (n1, a) = Statement::from_parse(b"s1\0SELECT $1\0\0\x01\0\0\0\x17").unwrap();
+        let (n2, b) = Statement::from_parse(b"other\0SELECT $1\0\0\x01\0\0\0\x17").unwrap();
+        let (_, c) = Statement::from_parse(b"s1\0SELECT $1\0\0\x01\0\0\0\x19").unwrap();
+        assert_eq!(n1, b"s1");
+        assert_eq!(n2, b"other");
+        assert_eq!(a.name, b.name);
+        assert_ne!(a.name, c.name);
+        assert!(a.name.starts_with(PREFIX));
+        assert_eq!(a.name.len(), PREFIX.len() + 32);
+        assert_eq!(&a.tail[..], b"SELECT $1\0\0\x01\0\0\0\x17");
+    }
+
+    #[test]
+    fn error_skips_to_sync_and_then_until_next_sync() {
+        let mut q = ExpectQueue::default();
+        q.push(Expect::Bind);
+        q.push(Expect::Execute);
+        q.push(Expect::Sync);
+        assert_eq!(q.error_skip(), vec![Expect::Bind, Expect::Execute]);
+        assert_eq!(q.front(), Some(&Expect::Sync));
+        q.pop();
+        q.push(Expect::Bind);
+        assert_eq!(q.error_skip(), vec![Expect::Bind]);
+        assert!(q.skipping);
+        q.push(Expect::Execute);
+        assert!(q.is_empty());
+        q.push(Expect::Sync);
+        assert_eq!(q.len(), 1);
+        assert!(!q.skipping);
+    }
+
+    #[test]
+    fn copy_in_syncs_are_dropped_from_the_back() {
+        let mut q = ExpectQueue::default();
+        q.push(Expect::Sync);
+        q.push(Expect::Execute);
+        q.push(Expect::Sync);
+        q.drop_last_syncs(1);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop(), Some(Expect::Sync));
+        assert_eq!(q.pop(), Some(Expect::Execute));
+    }
+}

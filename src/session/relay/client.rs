@@ -1,0 +1,387 @@
+//! Client → server: each client message is copied into the server
+//! connection's `out` buffer, rewritten where the pooler manages named
+//! prepared statements, with an expectation queued for its reply.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, BytesMut};
+
+use super::{Relay, RelayError, INSPECT_CAP};
+use crate::protocol::frame::{read_cstr, read_header, Header, HEADER_LEN};
+use crate::protocol::frontend::{self, tag as ftag};
+use crate::server::dirty::text_is_dirty;
+use crate::session::prepared::{Expect, ManagedParse, Statement};
+
+/// Appends a message with `tag` whose body is the concatenation of `parts`.
+fn put_message(out: &mut BytesMut, tag: u8, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    out.put_u8(tag);
+    out.put_u32((len + 4) as u32);
+    for p in parts {
+        out.put_slice(p);
+    }
+}
+
+impl Relay<'_> {
+    /// Moves every whole client message (and the available part of a large
+    /// one) from the client buffer to the server's `out` buffer.
+    pub(super) fn scan_client(&mut self) -> Result<(), RelayError> {
+        loop {
+            if self.c_skip > 0 {
+                let n = self.c_skip.min(self.client.buf.len());
+                if n == 0 {
+                    return Ok(());
+                }
+                self.server.out.extend_from_slice(&self.client.buf[..n]);
+                self.client.buf.advance(n);
+                self.c_skip -= n;
+                continue;
+            }
+            let h = match read_header(self.client.buf) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return Err(RelayError::ClientProtocol(e.to_string())),
+            };
+            if !frontend::is_known_tag(h.tag) || h.tag == ftag::PASSWORD {
+                return Err(RelayError::ClientProtocol(format!(
+                    "invalid frontend message type {}",
+                    h.tag
+                )));
+            }
+            if h.tag == ftag::TERMINATE {
+                self.client_terminated = true;
+                self.client.buf.clear();
+                break;
+            }
+            self.parked = false;
+            let whole = self.client.buf.len() >= h.total();
+            let needs_body = matches!(
+                h.tag,
+                ftag::QUERY | ftag::PARSE | ftag::BIND | ftag::DESCRIBE | ftag::CLOSE
+            );
+            if whole || !needs_body {
+                self.client_message(h, whole);
+            } else if h.body_len() <= INSPECT_CAP {
+                let missing = h.total() - self.client.buf.len();
+                self.client.buf.reserve(missing);
+                break;
+            } else if !self.large_message(h) {
+                break;
+            }
+        }
+        self.emit_owed_replies();
+        Ok(())
+    }
+
+    /// Handles one message: whole, or (for messages the relay does not look
+    /// into) just its header, with the body streamed.
+    fn client_message(&mut self, h: Header, whole: bool) {
+        let prepared = self.max_prepared > 0 && !self.expect.skipping;
+        match h.tag {
+            ftag::QUERY => {
+                self.pending += 1;
+                self.syncs_since_execute = 0;
+                self.counts.queries += 1;
+                let body = &self.client.buf[HEADER_LEN..h.total()];
+                if !self.server.dirty
+                    && text_is_dirty(frontend::query_text(h.tag, body).unwrap_or_default())
+                {
+                    self.server.dirty = true;
+                }
+                self.expect.push(Expect::Query);
+                self.copy_whole(h);
+            }
+            ftag::PARSE => {
+                self.unsynced = true;
+                let body = &self.client.buf[HEADER_LEN..h.total()];
+                let named = frontend::parse_statement_name(body).is_some_and(|n| !n.is_empty());
+                if !self.server.dirty
+                    && text_is_dirty(frontend::query_text(h.tag, body).unwrap_or_default())
+                {
+                    self.server.dirty = true;
+                }
+                match (named && prepared)
+                    .then(|| Statement::from_parse(body))
+                    .flatten()
+                {
+                    Some((client_name, stmt)) => {
+                        let client_name = client_name.to_vec();
+                        let client_name = &client_name[..];
+                        let stmt = Arc::new(stmt);
+                        self.client.statements.insert(client_name, stmt.clone());
+                        self.client.buf.advance(h.total());
+                        if self.server.statements.touch(&stmt.name) {
+                            self.counts.prepared_hits += 1;
+                            self.expect.push(Expect::Synthetic(b'1'));
+                        } else {
+                            self.counts.prepared_misses += 1;
+                            self.make_room_for(&stmt.name);
+                            put_message(
+                                &mut self.server.out,
+                                ftag::PARSE,
+                                &[stmt.name.as_bytes(), b"\0", &stmt.tail],
+                            );
+                            self.expect.push(Expect::Parse(Some(ManagedParse {
+                                name: stmt.name.clone(),
+                                client_name: client_name.into(),
+                            })));
+                        }
+                    }
+                    None => {
+                        if named {
+                            // Not managed: the statement outlives the transaction.
+                            self.server.dirty = true;
+                        }
+                        self.expect.push(Expect::Parse(None));
+                        self.copy_whole(h);
+                    }
+                }
+            }
+            ftag::BIND | ftag::DESCRIBE => {
+                self.unsynced = true;
+                let expect = if h.tag == ftag::BIND {
+                    Expect::Bind
+                } else {
+                    Expect::Describe
+                };
+                let body = &self.client.buf[HEADER_LEN..h.total()];
+                let target = if h.tag == ftag::BIND {
+                    read_cstr(body).and_then(|(portal, rest)| {
+                        let (stmt, after) = read_cstr(rest)?;
+                        Some((portal, stmt, after))
+                    })
+                } else {
+                    match body.split_first() {
+                        Some((b'S', rest)) => {
+                            read_cstr(rest).map(|(stmt, after)| (&b"S"[..], stmt, after))
+                        }
+                        _ => None,
+                    }
+                };
+                let managed = target
+                    .filter(|(_, stmt, _)| prepared && !stmt.is_empty())
+                    .and_then(|(lead, stmt, after)| {
+                        Some((lead, self.client.statements.get(stmt)?.clone(), after))
+                    });
+                match managed {
+                    Some((lead, stmt, after)) => {
+                        let (lead, after) = (lead.to_vec(), after.to_vec());
+                        self.client.buf.advance(h.total());
+                        self.ensure_prepared(&stmt);
+                        if h.tag == ftag::BIND {
+                            put_message(
+                                &mut self.server.out,
+                                h.tag,
+                                &[&lead, b"\0", stmt.name.as_bytes(), b"\0", &after],
+                            );
+                        } else {
+                            put_message(
+                                &mut self.server.out,
+                                h.tag,
+                                &[&lead, stmt.name.as_bytes(), b"\0", &after],
+                            );
+                        }
+                    }
+                    None => self.copy_whole(h),
+                }
+                self.expect.push(expect);
+            }
+            ftag::CLOSE => {
+                self.unsynced = true;
+                let body = &self.client.buf[HEADER_LEN..h.total()];
+                let statement = match body.split_first() {
+                    Some((b'S', rest)) => read_cstr(rest).map(|(n, _)| n).filter(|n| !n.is_empty()),
+                    _ => None,
+                };
+                match statement.filter(|_| prepared) {
+                    Some(name) => {
+                        // Answered by the pooler: the server keeps the statement
+                        // for other clients that share it.
+                        self.client.statements.remove(name);
+                        self.client.buf.advance(h.total());
+                        self.expect.push(Expect::Synthetic(b'3'));
+                    }
+                    None => {
+                        self.expect.push(Expect::Close);
+                        self.copy_whole(h);
+                    }
+                }
+            }
+            _ => {
+                match h.tag {
+                    ftag::SYNC => {
+                        self.pending += 1;
+                        self.unsynced = false;
+                        self.syncs_since_execute += 1;
+                        self.expect.push(Expect::Sync);
+                    }
+                    ftag::FUNCTION_CALL => {
+                        self.pending += 1;
+                        self.server.dirty = true;
+                        self.expect.push(Expect::FunctionCall);
+                    }
+                    ftag::EXECUTE => {
+                        self.unsynced = true;
+                        self.syncs_since_execute = 0;
+                        self.counts.queries += 1;
+                        self.expect.push(Expect::Execute);
+                    }
+                    ftag::COPY_DONE | ftag::COPY_FAIL => {
+                        // A server in COPY IN ignores Syncs sent since the
+                        // Execute that started it: they get no ReadyForQuery.
+                        let ignored = self.syncs_since_execute;
+                        self.pending = self.pending.saturating_sub(ignored);
+                        self.expect.drop_last_syncs(ignored);
+                        self.syncs_since_execute = 0;
+                    }
+                    ftag::COPY_DATA => {}
+                    _ => self.unsynced = true,
+                }
+                if whole {
+                    self.copy_whole(h);
+                } else {
+                    let n = self.client.buf.len();
+                    self.server.out.extend_from_slice(&self.client.buf[..n]);
+                    self.client.buf.advance(n);
+                    self.c_skip = h.total() - n;
+                }
+            }
+        }
+    }
+
+    /// A message too large to buffer whole whose body the relay would look
+    /// into: Query/Parse stream through (counted as dirty; a large named
+    /// Parse is passed through unmanaged); Bind/Describe/Close need only
+    /// their names, rewritten from the buffered prefix. False if more bytes
+    /// are needed first.
+    fn large_message(&mut self, h: Header) -> bool {
+        let prepared = self.max_prepared > 0 && !self.expect.skipping;
+        let body = &self.client.buf[HEADER_LEN..];
+        let (expect, prefix) = match h.tag {
+            ftag::QUERY => {
+                self.pending += 1;
+                self.syncs_since_execute = 0;
+                self.counts.queries += 1;
+                self.server.dirty = true;
+                (Expect::Query, None)
+            }
+            ftag::PARSE => {
+                self.unsynced = true;
+                self.server.dirty = true;
+                (Expect::Parse(None), None)
+            }
+            ftag::BIND => {
+                let Some((portal, rest)) = read_cstr(body) else {
+                    return self.need_names(h);
+                };
+                let Some((stmt, _)) = read_cstr(rest) else {
+                    return self.need_names(h);
+                };
+                self.unsynced = true;
+                let managed = if prepared && !stmt.is_empty() {
+                    self.client.statements.get(stmt).cloned()
+                } else {
+                    None
+                };
+                (
+                    Expect::Bind,
+                    managed.map(|s| (portal.to_vec(), stmt.len(), s)),
+                )
+            }
+            _ => {
+                // Describe/Close bodies are a kind byte and a name: never large.
+                return self.need_names(h);
+            }
+        };
+        self.expect.push(expect);
+        match prefix {
+            Some((portal, client_name_len, stmt)) => {
+                self.ensure_prepared(&stmt);
+                let old_prefix = portal.len() + 1 + client_name_len + 1;
+                let new_prefix = portal.len() + 1 + stmt.name.len() + 1;
+                let new_len = h.len - old_prefix + new_prefix;
+                self.server.out.put_u8(h.tag);
+                self.server.out.put_u32(new_len as u32);
+                self.server.out.put_slice(&portal);
+                self.server.out.put_u8(0);
+                self.server.out.put_slice(stmt.name.as_bytes());
+                self.server.out.put_u8(0);
+                self.client.buf.advance(HEADER_LEN + old_prefix);
+                self.c_skip = h.total() - HEADER_LEN - old_prefix;
+            }
+            None => {
+                let n = self.client.buf.len();
+                self.server.out.extend_from_slice(&self.client.buf[..n]);
+                self.client.buf.advance(n);
+                self.c_skip = h.total() - n;
+            }
+        }
+        true
+    }
+
+    /// Waits for a large message's leading names; a message whose names do
+    /// not fit the inspection cap is a protocol violation caught later.
+    fn need_names(&mut self, h: Header) -> bool {
+        let want = (HEADER_LEN + 256).min(h.total());
+        if self.client.buf.len() < want {
+            self.client.buf.reserve(want - self.client.buf.len());
+            return false;
+        }
+        // Names longer than that: pass the message through unmanaged.
+        self.unsynced = true;
+        self.expect.push(match h.tag {
+            ftag::BIND => Expect::Bind,
+            ftag::DESCRIBE => Expect::Describe,
+            _ => Expect::Close,
+        });
+        let n = self.client.buf.len();
+        self.server.out.extend_from_slice(&self.client.buf[..n]);
+        self.client.buf.advance(n);
+        self.c_skip = h.total() - n;
+        true
+    }
+
+    fn copy_whole(&mut self, h: Header) {
+        self.server
+            .out
+            .extend_from_slice(&self.client.buf[..h.total()]);
+        self.client.buf.advance(h.total());
+    }
+
+    /// Makes sure the serving connection has `stmt`, injecting its Parse.
+    fn ensure_prepared(&mut self, stmt: &Statement) {
+        if stmt.dirty {
+            self.server.dirty = true;
+        }
+        if self.server.statements.touch(&stmt.name) {
+            self.counts.prepared_hits += 1;
+            return;
+        }
+        self.counts.prepared_misses += 1;
+        self.make_room_for(&stmt.name);
+        put_message(
+            &mut self.server.out,
+            ftag::PARSE,
+            &[stmt.name.as_bytes(), b"\0", &stmt.tail],
+        );
+        self.expect.push(Expect::InjectedParse(stmt.name.clone()));
+    }
+
+    /// Records `name` as prepared on the server, closing the least recently
+    /// used statement first if the connection is at `max_prepared_statements`.
+    fn make_room_for(&mut self, name: &Arc<str>) {
+        if let Some(victim) = self
+            .server
+            .statements
+            .insert(name.clone(), self.max_prepared)
+        {
+            self.counts.prepared_evictions += 1;
+            put_message(
+                &mut self.server.out,
+                ftag::CLOSE,
+                &[b"S", victim.as_bytes(), b"\0"],
+            );
+            self.expect.push(Expect::InjectedClose(victim));
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The relay: drives both directions of one client's traffic with its server
+//! connection from a single task, forwarding bytes in batches (one read, one
+//! write per direction when possible) and looking only at message headers
+//! plus the few bodies that matter: ReadyForQuery status, ParameterStatus,
+//! ErrorResponse, CommandComplete tags, query text for dirtiness, and the
+//! statement names of Parse/Bind/Describe/Close for pooler-managed prepared
+//! statements. Messages the relay does not need stream through with bounded
+//! buffers, however large they are.
+//!
+//! A transaction ends when every Query/Sync/FunctionCall the client sent has
+//! had its ReadyForQuery, nothing is half-sent, and the last status was Idle.
+//!
+//! `client.rs` scans what the client sends (into the server connection's
+//! `out` buffer, rewritten where needed); `server.rs` scans what the server
+//! sends (forwarded in place from its read buffer, with pooler-owed replies
+//! inserted and replies to injected messages removed).
+
+mod client;
+mod server;
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::prepared::{ClientStatements, ExpectQueue};
+use crate::net::ClientStream;
+use crate::protocol::backend::TxStatus;
+use crate::protocol::frame::FrameError;
+use crate::server::params::ParamSet;
+use crate::server::ServerConn;
+
+/// Largest message body the relay buffers whole to inspect; bigger ones are
+/// streamed (and, for query text, counted as dirty).
+pub const INSPECT_CAP: usize = 64 * 1024;
+/// Read buffer size for a client while it is in a transaction.
+pub const CLIENT_BUF: usize = 8 * 1024;
+const MIN_READ_SPACE: usize = 2048;
+
+/// How a relay run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The transaction finished; the server is idle and can be released.
+    Idle,
+    /// The client closed or sent Terminate. `server_clean` tells whether the
+    /// server was idle at that moment.
+    ClientGone {
+        /// Server idle with nothing in flight.
+        server_clean: bool,
+    },
+    /// The server closed or sent FATAL; everything it sent was forwarded.
+    ServerGone {
+        /// The server's FATAL was forwarded to the client.
+        told_client: bool,
+    },
+}
+
+/// Errors that end the relay.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The client broke the protocol.
+    #[error("{0}")]
+    ClientProtocol(String),
+    /// Client socket error.
+    #[error("client connection error: {0}")]
+    ClientIo(io::Error),
+    /// The server broke the protocol.
+    #[error("server protocol error: {0}")]
+    ServerProtocol(FrameError),
+}
+
+/// Counters a relay run accumulates, folded into stats by the session.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RelayCounts {
+    /// Queries (Query messages and Executes).
+    pub queries: u64,
+    /// Bytes read from the client.
+    pub client_bytes: u64,
+    /// Bytes read from the server.
+    pub server_bytes: u64,
+    /// Prepared statements found on the serving connection.
+    pub prepared_hits: u64,
+    /// Prepared statements that had to be (re-)prepared on it.
+    pub prepared_misses: u64,
+    /// Prepared statements closed to stay within the per-connection bound.
+    pub prepared_evictions: u64,
+}
+
+/// Per-client state the relay works with.
+pub struct ClientSide<'a> {
+    /// The client's socket.
+    pub stream: &'a mut ClientStream,
+    /// Bytes read from the client and not yet scanned.
+    pub buf: &'a mut BytesMut,
+    /// Parameters the client expects in force.
+    pub wanted: &'a mut ParamSet,
+    /// The client's named prepared statements.
+    pub statements: &'a mut ClientStatements,
+}
+
+/// One relay run over a checked-out server connection.
+pub struct Relay<'a> {
+    client: ClientSide<'a>,
+    server: &'a mut ServerConn,
+    release_on_idle: bool,
+    /// Per-connection prepared statement bound; 0 = pass names through.
+    max_prepared: usize,
+    expect: ExpectQueue,
+    /// Body bytes of a streamed client message still to copy.
+    c_skip: usize,
+    /// Server bytes at the front of its buffer scanned and ready to forward.
+    s_ready: usize,
+    /// Body bytes of a streamed server message still to come.
+    s_skip: usize,
+    /// ReadyForQuery messages still owed to the client.
+    pending: u32,
+    /// Extended-protocol messages sent since the last Sync.
+    unsynced: bool,
+    /// Syncs since the last Execute/Query: ignored by a server in COPY IN.
+    syncs_since_execute: u32,
+    status: TxStatus,
+    /// Stopped scanning the server side at an idle ReadyForQuery.
+    parked: bool,
+    client_terminated: bool,
+    client_eof: bool,
+    server_fatal: bool,
+    server_eof: bool,
+    /// Totals for stats.
+    pub counts: RelayCounts,
+}
+
+impl<'a> Relay<'a> {
+    /// Prepares a relay run. `release_on_idle` is false in session mode.
+    pub fn new(
+        client: ClientSide<'a>,
+        server: &'a mut ServerConn,
+        release_on_idle: bool,
+        max_prepared: u32,
+    ) -> Self {
+        Relay {
+            client,
+            server,
+            release_on_idle,
+            max_prepared: max_prepared as usize,
+            expect: ExpectQueue::default(),
+            c_skip: 0,
+            s_ready: 0,
+            s_skip: 0,
+            pending: 0,
+            unsynced: false,
+            syncs_since_execute: 0,
+            status: TxStatus::Idle,
+            parked: false,
+            client_terminated: false,
+            client_eof: false,
+            server_fatal: false,
+            server_eof: false,
+            counts: RelayCounts::default(),
+        }
+    }
+
+    /// Runs until the transaction ends (transaction mode), or either side goes.
+    pub async fn run(&mut self) -> Result<Outcome, RelayError> {
+        self.scan_client()?;
+        poll_fn(|cx| self.poll_relay(cx)).await
+    }
+
+    fn server_clean(&self) -> bool {
+        self.pending == 0
+            && !self.unsynced
+            && self.status == TxStatus::Idle
+            && self.s_skip == 0
+            && self.expect.is_empty()
+    }
+
+    fn poll_relay(&mut self, cx: &mut Context<'_>) -> Poll<Result<Outcome, RelayError>> {
+        loop {
+            let mut progress = false;
+
+            // Client → server.
+            if !self.server.out.is_empty() {
+                match Pin::new(&mut self.server.stream).poll_write(cx, &self.server.out) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        self.server_eof = true;
+                        return Poll::Ready(Ok(Outcome::ServerGone { told_client: false }));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.server.out.advance(n);
+                        progress = true;
+                    }
+                    Poll::Pending => {}
+                }
+            } else if self.client_terminated || self.client_eof {
+                let clean = self.server_clean() && self.s_ready == 0 && self.c_skip == 0;
+                return Poll::Ready(Ok(Outcome::ClientGone {
+                    server_clean: clean,
+                }));
+            } else {
+                match poll_read_into(self.client.stream, cx, self.client.buf) {
+                    Poll::Ready(Ok(0)) => {
+                        self.client_eof = true;
+                        progress = true;
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.counts.client_bytes += n as u64;
+                        self.scan_client()?;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(RelayError::ClientIo(e))),
+                    Poll::Pending => {}
+                }
+            }
+
+            // Server → client.
+            if self.s_ready > 0 {
+                let ready = &self.server.buf[..self.s_ready];
+                match Pin::new(&mut *self.client.stream).poll_write(cx, ready) {
+                    Poll::Ready(Ok(0)) => {
+                        self.client_eof = true;
+                        return Poll::Ready(Ok(Outcome::ClientGone {
+                            server_clean: false,
+                        }));
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(RelayError::ClientIo(e))),
+                    Poll::Ready(Ok(n)) => {
+                        self.server.buf.advance(n);
+                        self.s_ready -= n;
+                        progress = true;
+                    }
+                    Poll::Pending => {}
+                }
+            } else if self.server_fatal || self.server_eof {
+                return Poll::Ready(Ok(Outcome::ServerGone {
+                    told_client: self.server_fatal,
+                }));
+            } else if self.parked {
+                if self.release_on_idle
+                    && self.server.out.is_empty()
+                    && self.c_skip == 0
+                    && self.server_clean()
+                {
+                    return Poll::Ready(Ok(Outcome::Idle));
+                }
+            } else {
+                match poll_read_into(&mut self.server.stream, cx, &mut self.server.buf) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        self.server_eof = true;
+                        progress = true;
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.counts.server_bytes += n as u64;
+                        self.scan_server().map_err(RelayError::ServerProtocol)?;
+                        progress = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+/// Reads what is available into the spare capacity of `buf`, growing it to a
+/// minimum free space first.
+fn poll_read_into<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < MIN_READ_SPACE {
+        buf.reserve(CLIENT_BUF.max(MIN_READ_SPACE));
+    }
+    tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf)
+}
