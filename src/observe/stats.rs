@@ -27,6 +27,12 @@ pub struct PoolStats {
     pub server_closes: AtomicU64,
     /// Reset queries run.
     pub resets: AtomicU64,
+    /// Prepared statements found on the serving connection.
+    pub prepared_hits: AtomicU64,
+    /// Prepared statements (re-)prepared on a connection that lacked them.
+    pub prepared_misses: AtomicU64,
+    /// Prepared statements closed to stay within `max_prepared_statements`.
+    pub prepared_evictions: AtomicU64,
 }
 
 impl PoolStats {
@@ -55,6 +61,19 @@ impl PoolStats {
     /// A reset query completed.
     pub fn reset_done(&self) {
         self.resets.fetch_add(1, Relaxed);
+    }
+
+    /// Folds one relay run's prepared statement counts in.
+    pub fn add_prepared(&self, hits: u64, misses: u64, evictions: u64) {
+        if hits > 0 {
+            self.prepared_hits.fetch_add(hits, Relaxed);
+        }
+        if misses > 0 {
+            self.prepared_misses.fetch_add(misses, Relaxed);
+        }
+        if evictions > 0 {
+            self.prepared_evictions.fetch_add(evictions, Relaxed);
+        }
     }
 
     /// Folds one relay run's totals in.

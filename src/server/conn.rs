@@ -2,7 +2,6 @@
 //! md5, SCRAM-SHA-256 with a password or a client's recovered keys), learn its
 //! parameters and cancel key, and run the pooler's own small queries on it.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -403,9 +402,4 @@ pub fn configure_socket(stream: &TcpStream) {
         .with_interval(Duration::from_secs(10))
         .with_retries(6);
     let _ = sock.set_tcp_keepalive(&keepalive);
-}
-
-/// The server's own address, for diagnostics.
-pub fn peer(conn: &ServerConn) -> SocketAddr {
-    conn.key.addr
 }

@@ -22,7 +22,6 @@ use crate::pool::checkout::Release;
 use crate::pool::{Checkout, CheckoutError, Pool};
 use crate::protocol::frame::read_header;
 use crate::protocol::frontend::tag as ftag;
-use crate::server::cancel::CancelSlot;
 use crate::server::params::ParamSet;
 use crate::server::ConnectError;
 use prepared::ClientStatements;
@@ -160,8 +159,8 @@ impl Session {
                     }
                 }
             }
-            if self.cbuf.capacity() < relay::CLIENT_BUF {
-                self.cbuf.reserve(relay::CLIENT_BUF);
+            if self.cbuf.capacity() - self.cbuf.len() < relay::CLIENT_BUF_FIRST / 2 {
+                self.cbuf.reserve(relay::CLIENT_BUF_FIRST);
             }
             match self.client.read_buf(&mut self.cbuf).await {
                 Ok(0) | Err(_) => return Ok(false),
@@ -214,6 +213,11 @@ impl Session {
             counts.queries,
             counts.client_bytes,
             counts.server_bytes,
+        );
+        pool.stats.add_prepared(
+            counts.prepared_hits,
+            counts.prepared_misses,
+            counts.prepared_evictions,
         );
         outcome.map_err(|e| match e {
             RelayError::ClientProtocol(m) => ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, m),
@@ -273,6 +277,3 @@ fn leak_code(code: &str) -> &'static str {
         .copied()
         .unwrap_or(sqlstate::CANNOT_CONNECT)
 }
-
-/// Per-client cancel slot shared with the cancel registry.
-pub type SharedSlot = Arc<CancelSlot>;

@@ -36,9 +36,13 @@ use crate::server::ServerConn;
 /// Largest message body the relay buffers whole to inspect; bigger ones are
 /// streamed (and, for query text, counted as dirty).
 pub const INSPECT_CAP: usize = 64 * 1024;
-/// Read buffer size for a client while it is in a transaction.
-pub const CLIENT_BUF: usize = 8 * 1024;
-const MIN_READ_SPACE: usize = 2048;
+/// First read buffer of a client starting a transaction: small enough for
+/// the allocator's per-thread cache, big enough for most transactions.
+pub const CLIENT_BUF_FIRST: usize = 1024;
+/// Growth step once a client (or server) sends more than fits.
+const READ_GROWTH: usize = 8 * 1024;
+/// A read is attempted only with at least this much free space.
+const MIN_READ_SPACE: usize = 512;
 
 /// How a relay run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,7 +278,7 @@ fn poll_read_into<S: AsyncRead + Unpin>(
     buf: &mut BytesMut,
 ) -> Poll<io::Result<usize>> {
     if buf.capacity() - buf.len() < MIN_READ_SPACE {
-        buf.reserve(CLIENT_BUF.max(MIN_READ_SPACE));
+        buf.reserve(READ_GROWTH);
     }
     tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf)
 }
