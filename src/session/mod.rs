@@ -24,7 +24,7 @@ use crate::protocol::frame::read_header;
 use crate::protocol::frontend::tag as ftag;
 use crate::server::params::ParamSet;
 use crate::server::ConnectError;
-use prepared::ClientStatements;
+use prepared::{ClientStatements, ExpectQueue};
 use relay::{ClientSide, Outcome, Relay, RelayError};
 use startup::Login;
 
@@ -47,6 +47,7 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
         login,
         cbuf: BytesMut::new(),
         statements: ClientStatements::default(),
+        expect: ExpectQueue::default(),
     };
     let result = session.serve().await;
     shared.cancels.remove(session.login.cancel_pid);
@@ -79,6 +80,8 @@ struct Session {
     cbuf: BytesMut,
     /// The client's named prepared statements (pooler-managed).
     statements: ClientStatements,
+    /// Replies expected from the server, reused across transactions.
+    expect: ExpectQueue,
 }
 
 impl Session {
@@ -203,6 +206,7 @@ impl Session {
             buf: &mut self.cbuf,
             wanted: &mut self.login.wanted,
             statements: &mut self.statements,
+            expect: &mut self.expect,
         };
         let mut relay = Relay::new(client, conn, release_on_idle, max_prepared);
         let outcome = relay.run().await;

@@ -76,7 +76,7 @@ impl Relay<'_> {
     /// Handles one message: whole, or (for messages the relay does not look
     /// into) just its header, with the body streamed.
     fn client_message(&mut self, h: Header, whole: bool) {
-        let prepared = self.max_prepared > 0 && !self.expect.skipping;
+        let prepared = self.max_prepared > 0 && !self.client.expect.skipping;
         match h.tag {
             ftag::QUERY => {
                 self.pending += 1;
@@ -88,7 +88,7 @@ impl Relay<'_> {
                 {
                     self.server.dirty = true;
                 }
-                self.expect.push(Expect::Query);
+                self.client.expect.push(Expect::Query);
                 self.copy_whole(h);
             }
             ftag::PARSE => {
@@ -112,7 +112,7 @@ impl Relay<'_> {
                         self.client.buf.advance(h.total());
                         if self.server.statements.touch(&stmt.name) {
                             self.counts.prepared_hits += 1;
-                            self.expect.push(Expect::Synthetic(b'1'));
+                            self.client.expect.push(Expect::Synthetic(b'1'));
                         } else {
                             self.counts.prepared_misses += 1;
                             self.make_room_for(&stmt.name);
@@ -121,7 +121,7 @@ impl Relay<'_> {
                                 ftag::PARSE,
                                 &[stmt.name.as_bytes(), b"\0", &stmt.tail],
                             );
-                            self.expect.push(Expect::Parse(Some(ManagedParse {
+                            self.client.expect.push(Expect::Parse(Some(ManagedParse {
                                 name: stmt.name.clone(),
                                 client_name: client_name.into(),
                             })));
@@ -132,7 +132,7 @@ impl Relay<'_> {
                             // Not managed: the statement outlives the transaction.
                             self.server.dirty = true;
                         }
-                        self.expect.push(Expect::Parse(None));
+                        self.client.expect.push(Expect::Parse(None));
                         self.copy_whole(h);
                     }
                 }
@@ -184,7 +184,7 @@ impl Relay<'_> {
                     }
                     None => self.copy_whole(h),
                 }
-                self.expect.push(expect);
+                self.client.expect.push(expect);
             }
             ftag::CLOSE => {
                 self.unsynced = true;
@@ -199,10 +199,10 @@ impl Relay<'_> {
                         // for other clients that share it.
                         self.client.statements.remove(name);
                         self.client.buf.advance(h.total());
-                        self.expect.push(Expect::Synthetic(b'3'));
+                        self.client.expect.push(Expect::Synthetic(b'3'));
                     }
                     None => {
-                        self.expect.push(Expect::Close);
+                        self.client.expect.push(Expect::Close);
                         self.copy_whole(h);
                     }
                 }
@@ -213,25 +213,25 @@ impl Relay<'_> {
                         self.pending += 1;
                         self.unsynced = false;
                         self.syncs_since_execute += 1;
-                        self.expect.push(Expect::Sync);
+                        self.client.expect.push(Expect::Sync);
                     }
                     ftag::FUNCTION_CALL => {
                         self.pending += 1;
                         self.server.dirty = true;
-                        self.expect.push(Expect::FunctionCall);
+                        self.client.expect.push(Expect::FunctionCall);
                     }
                     ftag::EXECUTE => {
                         self.unsynced = true;
                         self.syncs_since_execute = 0;
                         self.counts.queries += 1;
-                        self.expect.push(Expect::Execute);
+                        self.client.expect.push(Expect::Execute);
                     }
                     ftag::COPY_DONE | ftag::COPY_FAIL => {
                         // A server in COPY IN ignores Syncs sent since the
                         // Execute that started it: they get no ReadyForQuery.
                         let ignored = self.syncs_since_execute;
                         self.pending = self.pending.saturating_sub(ignored);
-                        self.expect.drop_last_syncs(ignored);
+                        self.client.expect.drop_last_syncs(ignored);
                         self.syncs_since_execute = 0;
                     }
                     ftag::COPY_DATA => {}
@@ -255,7 +255,7 @@ impl Relay<'_> {
     /// their names, rewritten from the buffered prefix. False if more bytes
     /// are needed first.
     fn large_message(&mut self, h: Header) -> bool {
-        let prepared = self.max_prepared > 0 && !self.expect.skipping;
+        let prepared = self.max_prepared > 0 && !self.client.expect.skipping;
         let body = &self.client.buf[HEADER_LEN..];
         let (expect, prefix) = match h.tag {
             ftag::QUERY => {
@@ -293,7 +293,7 @@ impl Relay<'_> {
                 return self.need_names(h);
             }
         };
-        self.expect.push(expect);
+        self.client.expect.push(expect);
         match prefix {
             Some((portal, client_name_len, stmt)) => {
                 self.ensure_prepared(&stmt);
@@ -329,7 +329,7 @@ impl Relay<'_> {
         }
         // Names longer than that: pass the message through unmanaged.
         self.unsynced = true;
-        self.expect.push(match h.tag {
+        self.client.expect.push(match h.tag {
             ftag::BIND => Expect::Bind,
             ftag::DESCRIBE => Expect::Describe,
             _ => Expect::Close,
@@ -364,7 +364,9 @@ impl Relay<'_> {
             ftag::PARSE,
             &[stmt.name.as_bytes(), b"\0", &stmt.tail],
         );
-        self.expect.push(Expect::InjectedParse(stmt.name.clone()));
+        self.client
+            .expect
+            .push(Expect::InjectedParse(stmt.name.clone()));
     }
 
     /// Records `name` as prepared on the server, closing the least recently
@@ -381,7 +383,7 @@ impl Relay<'_> {
                 ftag::CLOSE,
                 &[b"S", victim.as_bytes(), b"\0"],
             );
-            self.expect.push(Expect::InjectedClose(victim));
+            self.client.expect.push(Expect::InjectedClose(victim));
         }
     }
 }

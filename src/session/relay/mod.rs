@@ -103,6 +103,8 @@ pub struct ClientSide<'a> {
     pub wanted: &'a mut ParamSet,
     /// The client's named prepared statements.
     pub statements: &'a mut ClientStatements,
+    /// Expected replies; kept by the session so its allocation is reused.
+    pub expect: &'a mut ExpectQueue,
 }
 
 /// One relay run over a checked-out server connection.
@@ -112,7 +114,6 @@ pub struct Relay<'a> {
     release_on_idle: bool,
     /// Per-connection prepared statement bound; 0 = pass names through.
     max_prepared: usize,
-    expect: ExpectQueue,
     /// Body bytes of a streamed client message still to copy.
     c_skip: usize,
     /// Server bytes at the front of its buffer scanned and ready to forward.
@@ -144,12 +145,13 @@ impl<'a> Relay<'a> {
         release_on_idle: bool,
         max_prepared: u32,
     ) -> Self {
+        // A run starts in step: nothing is outstanding between transactions.
+        client.expect.clear();
         Relay {
             client,
             server,
             release_on_idle,
             max_prepared: max_prepared as usize,
-            expect: ExpectQueue::default(),
             c_skip: 0,
             s_ready: 0,
             s_skip: 0,
@@ -177,7 +179,7 @@ impl<'a> Relay<'a> {
             && !self.unsynced
             && self.status == TxStatus::Idle
             && self.s_skip == 0
-            && self.expect.is_empty()
+            && self.client.expect.is_empty()
     }
 
     fn poll_relay(&mut self, cx: &mut Context<'_>) -> Poll<Result<Outcome, RelayError>> {

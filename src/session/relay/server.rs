@@ -116,14 +116,14 @@ impl Relay<'_> {
 
     /// Matches a server message to the oldest expectation.
     fn expectation(&mut self, tag: u8) -> Action {
-        let front = self.expect.front();
+        let front = self.client.expect.front();
         let completes = match (tag, front) {
             (b'1', Some(Expect::InjectedParse(_))) => {
-                self.expect.pop();
+                self.client.expect.pop();
                 return Action::Swallow;
             }
             (b'3', Some(Expect::InjectedClose(_))) => {
-                self.expect.pop();
+                self.client.expect.pop();
                 return Action::Swallow;
             }
             (b'1', Some(Expect::Parse(_)))
@@ -133,7 +133,7 @@ impl Relay<'_> {
             | (b'C' | b'I' | b's', Some(Expect::Execute)) => true,
             (btag::READY_FOR_QUERY, Some(_)) => {
                 // Pop through the entry this ReadyForQuery answers.
-                while let Some(e) = self.expect.pop() {
+                while let Some(e) = self.client.expect.pop() {
                     if e.ends_with_ready() {
                         break;
                     }
@@ -142,7 +142,7 @@ impl Relay<'_> {
             }
             (btag::ERROR_RESPONSE, Some(Expect::Query | Expect::FunctionCall)) => false,
             (btag::ERROR_RESPONSE, Some(_)) => {
-                for dropped in self.expect.error_skip() {
+                for dropped in self.client.expect.error_skip() {
                     match dropped {
                         Expect::Parse(Some(m)) => {
                             self.server.statements.remove(&m.name);
@@ -163,7 +163,7 @@ impl Relay<'_> {
             _ => false,
         };
         if completes {
-            self.expect.pop();
+            self.client.expect.pop();
         }
         Action::Forward
     }
@@ -175,9 +175,9 @@ impl Relay<'_> {
         if self.s_skip > 0 {
             return;
         }
-        while let Some(Expect::Synthetic(tag)) = self.expect.front() {
+        while let Some(Expect::Synthetic(tag)) = self.client.expect.front() {
             let tag = *tag;
-            self.expect.pop();
+            self.client.expect.pop();
             let at = self.s_ready;
             let len = self.server.buf.len();
             self.server.buf.extend_from_slice(&[0; HEADER_LEN]);
