@@ -28,12 +28,21 @@ pub struct Shared {
     pub stats: GlobalStats,
     /// Flips to true when the pooler starts shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// The config file (for RELOAD and SIGHUP).
+    pub config_path: std::path::PathBuf,
+    /// When the pooler started (for per-second averages).
+    pub started: std::time::Instant,
+    /// Notified by the admin SHUTDOWN command.
+    pub stop: tokio::sync::Notify,
 }
 
 impl Shared {
     /// Shared state around a first snapshot.
     pub fn new(snapshot: Snapshot, shutdown: watch::Receiver<bool>) -> Self {
         Shared {
+            config_path: snapshot.config.path.clone(),
+            started: std::time::Instant::now(),
+            stop: tokio::sync::Notify::new(),
             snapshot: ArcSwap::from_pointee(snapshot),
             registry: Registry::new(),
             cancels: CancelRegistry::default(),
@@ -180,7 +189,10 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
         shared.clone(),
         max_clients,
     ));
-    crate::reload::run_until_shutdown(path, &shared).await;
+    tokio::select! {
+        _ = crate::reload::run_until_shutdown(path, &shared) => {}
+        _ = shared.stop.notified() => tracing::info!("SHUTDOWN from the admin console"),
+    }
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     accept.abort();

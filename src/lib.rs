@@ -14,6 +14,7 @@
 //! server ← pool ← session ← net ← app.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -7,10 +7,16 @@ use std::time::Duration;
 /// Per-pool counters.
 #[derive(Debug, Default)]
 pub struct PoolStats {
+    /// Clients logged in to this pool now.
+    pub clients: AtomicU64,
+    /// Longest single wait for a server so far, in microseconds.
+    pub max_wait_us: AtomicU64,
     /// Transactions completed (server released at Idle).
     pub xact_count: AtomicU64,
     /// Queries (Query messages and Executes).
     pub query_count: AtomicU64,
+    /// Total microseconds server connections were held by transactions.
+    pub xact_us: AtomicU64,
     /// Bytes received from clients.
     pub bytes_in: AtomicU64,
     /// Bytes received from servers.
@@ -36,6 +42,16 @@ pub struct PoolStats {
 }
 
 impl PoolStats {
+    /// A client logged in to the pool.
+    pub fn client_joined(&self) {
+        self.clients.fetch_add(1, Relaxed);
+    }
+
+    /// A client of the pool disconnected.
+    pub fn client_left(&self) {
+        self.clients.fetch_sub(1, Relaxed);
+    }
+
     /// A client started waiting for a server.
     pub fn waiting_started(&self) {
         self.waiting_now.fetch_add(1, Relaxed);
@@ -45,7 +61,9 @@ impl PoolStats {
     pub fn waiting_ended(&self, waited: Duration) {
         self.waiting_now.fetch_sub(1, Relaxed);
         self.waits.fetch_add(1, Relaxed);
-        self.wait_us.fetch_add(waited.as_micros() as u64, Relaxed);
+        let us = waited.as_micros() as u64;
+        self.wait_us.fetch_add(us, Relaxed);
+        self.max_wait_us.fetch_max(us, Relaxed);
     }
 
     /// A server connection logged in.
@@ -74,6 +92,11 @@ impl PoolStats {
         if evictions > 0 {
             self.prepared_evictions.fetch_add(evictions, Relaxed);
         }
+    }
+
+    /// Adds the time a transaction held its server connection.
+    pub fn add_xact_time(&self, held: Duration) {
+        self.xact_us.fetch_add(held.as_micros() as u64, Relaxed);
     }
 
     /// Folds one relay run's totals in.

@@ -146,6 +146,19 @@ impl Pool {
         self.settings.store(Arc::new(settings));
     }
 
+    /// Retires every connection: idle ones close now, busy ones when
+    /// released (admin RECONNECT); new ones are opened as needed.
+    pub fn retire_connections(&self) {
+        let s = self.settings();
+        let mut next = (**s).clone();
+        next.epoch += 1;
+        drop(s);
+        self.set_settings(next);
+        for conn in self.take_idle_where(|_, _| true) {
+            self.forget(conn, true);
+        }
+    }
+
     /// Changes the database-wide connection cap (reload).
     pub fn set_db_max(&self, max: u32) {
         self.db.set_max(max);
@@ -460,6 +473,15 @@ impl Pool {
             st.connecting += 1;
             self.spawn_connect(&s);
         }
+    }
+
+    /// How long the longest-waiting client has waited (zero if none waits).
+    pub fn oldest_wait(&self) -> Duration {
+        let st = self.lock();
+        st.waiters
+            .iter()
+            .find(|w| !w.tx.is_closed())
+            .map_or(Duration::ZERO, |w| w.since.elapsed())
     }
 
     /// A snapshot of the counts, for observation.

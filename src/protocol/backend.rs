@@ -163,6 +163,54 @@ pub fn ready_for_query(buf: &mut BytesMut, status: TxStatus) {
     put_message(buf, tag::READY_FOR_QUERY, |b| b.put_u8(status.byte()));
 }
 
+/// Appends RowDescription for text-format columns of the given type OIDs.
+pub fn row_description(buf: &mut BytesMut, columns: &[(&str, u32)]) {
+    put_message(buf, b'T', |b| {
+        b.put_u16(columns.len() as u16);
+        for (name, oid) in columns {
+            put_cstr(b, name.as_bytes());
+            b.put_u32(0); // table oid
+            b.put_u16(0); // column number
+            b.put_u32(*oid);
+            b.put_i16(if *oid == 20 {
+                8
+            } else if *oid == 23 {
+                4
+            } else {
+                -1
+            });
+            b.put_i32(-1); // type modifier
+            b.put_u16(0); // text format
+        }
+    });
+}
+
+/// Appends a DataRow of text values (`None` = NULL).
+pub fn data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
+    put_message(buf, b'D', |b| {
+        b.put_u16(values.len() as u16);
+        for v in values {
+            match v {
+                Some(v) => {
+                    b.put_u32(v.len() as u32);
+                    b.put_slice(v.as_bytes());
+                }
+                None => b.put_i32(-1),
+            }
+        }
+    });
+}
+
+/// Appends CommandComplete with `tag`.
+pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+    put_message(buf, tag::COMMAND_COMPLETE, |b| put_cstr(b, tag.as_bytes()));
+}
+
+/// Appends EmptyQueryResponse.
+pub fn empty_query(buf: &mut BytesMut) {
+    put_message(buf, b'I', |_| {});
+}
+
 /// Appends NegotiateProtocolVersion: the newest protocol version we support
 /// for major version 3 (sent as the full code, `3 << 16 | minor`, as
 /// PostgreSQL does) and the `_pq_.` options we did not recognise.

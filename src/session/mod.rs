@@ -34,7 +34,14 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
     let peer = stream.peer_addr().ok();
     let mut client = ClientStream::Plain(stream);
     let login = match startup::login(&mut client, &shared, peer).await {
-        Ok(Some(login)) => login,
+        Ok(Some(startup::Admitted::Pool(login))) => login,
+        Ok(Some(startup::Admitted::Console(access))) => {
+            tracing::info!(client = ?peer, ?access, "admin console login");
+            if let Err(e) = crate::admin::serve(&mut client, &shared, access).await {
+                send_error(&mut client, &e).await;
+            }
+            return;
+        }
         Ok(None) => return,
         Err(e) => {
             send_error(&mut client, &e).await;
@@ -49,7 +56,10 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
         statements: ClientStatements::default(),
         expect: ExpectQueue::default(),
     };
+    let pool_stats = session.login.pool.clone();
+    pool_stats.stats.client_joined();
     let result = session.serve().await;
+    pool_stats.stats.client_left();
     shared.cancels.remove(session.login.cancel_pid);
     if let Err(e) = result {
         if e.code == sqlstate::PROTOCOL_VIOLATION {
@@ -209,7 +219,9 @@ impl Session {
             expect: &mut self.expect,
         };
         let mut relay = Relay::new(client, conn, release_on_idle, max_prepared);
+        let held = std::time::Instant::now();
         let outcome = relay.run().await;
+        pool.stats.add_xact_time(held.elapsed());
         let counts = relay.counts;
         let xacts = u64::from(matches!(outcome, Ok(Outcome::Idle)));
         pool.stats.add_traffic(

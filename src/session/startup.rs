@@ -33,13 +33,22 @@ pub struct Login {
     pub cancel_slot: Arc<CancelSlot>,
 }
 
+/// Where a logged-in connection goes.
+#[derive(Debug)]
+pub enum Admitted {
+    /// A pool of a database entry.
+    Pool(Login),
+    /// The admin console.
+    Console(crate::admin::Access),
+}
+
 /// Runs the login phase under `client_login_timeout`. `Ok(None)` when the
 /// connection was a CancelRequest (handled) or closed quietly.
 pub async fn login(
     client: &mut ClientStream,
     shared: &Arc<Shared>,
     peer: Option<SocketAddr>,
-) -> Result<Option<Login>, ClientError> {
+) -> Result<Option<Admitted>, ClientError> {
     let timeout = shared.snapshot().config.pool.client_login_timeout;
     let fut = login_inner(client, shared, peer);
     if timeout.is_zero() {
@@ -83,7 +92,7 @@ async fn login_inner(
     client: &mut ClientStream,
     shared: &Arc<Shared>,
     peer: Option<SocketAddr>,
-) -> Result<Option<Login>, ClientError> {
+) -> Result<Option<Admitted>, ClientError> {
     let (minor, params) = match read_startup(client).await? {
         None => return Ok(None),
         Some(StartupPacket::Cancel { pid, secret }) => {
@@ -136,6 +145,22 @@ async fn login_inner(
     let credential =
         super::auth::authenticate(client, &snapshot, &user, peer, &shared.stats).await?;
 
+    if crate::admin::ADMIN_DATABASES.contains(&database.as_str()) {
+        let Some(access) = crate::admin::access_of(shared, &user) else {
+            return Err(ClientError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                format!("user \"{user}\" is not allowed to use the admin console (not in admin_users or stats_users)"),
+            ));
+        };
+        let mut out = BytesMut::with_capacity(256);
+        crate::admin::welcome(
+            &mut out,
+            rand::random::<u32>() & 0x7fff_ffff,
+            rand::random(),
+        );
+        client.write_all(&out).await.map_err(|_| closed())?;
+        return Ok(Some(Admitted::Console(access)));
+    }
     let Some(db) = snapshot.config.databases.get(&database) else {
         return Err(ClientError::fatal(
             sqlstate::INVALID_CATALOG_NAME,
@@ -181,12 +206,12 @@ async fn login_inner(
         shared.cancels.remove(cancel_pid);
         return Ok(None);
     }
-    Ok(Some(Login {
+    Ok(Some(Admitted::Pool(Login {
         pool,
         wanted,
         cancel_pid,
         cancel_slot,
-    }))
+    })))
 }
 
 fn protocol_violation(e: impl std::fmt::Display) -> ClientError {

@@ -170,6 +170,8 @@ impl<'a> Relay<'a> {
 
     /// Runs until the transaction ends (transaction mode), or either side goes.
     pub async fn run(&mut self) -> Result<Outcome, RelayError> {
+        // Bytes read while waiting for the transaction to start count too.
+        self.counts.client_bytes += self.client.buf.len() as u64;
         self.scan_client()?;
         poll_fn(|cx| self.poll_relay(cx)).await
     }
