@@ -110,17 +110,9 @@ impl Relay<'_> {
                         let stmt = Arc::new(stmt);
                         self.client.statements.insert(client_name, stmt.clone());
                         self.client.buf.advance(h.total());
-                        if self.server.statements.touch(&stmt.name) {
-                            self.counts.prepared_hits += 1;
+                        if self.prepare_on_server(&stmt) {
                             self.client.expect.push(Expect::Synthetic(b'1'));
                         } else {
-                            self.counts.prepared_misses += 1;
-                            self.make_room_for(&stmt.name);
-                            put_message(
-                                &mut self.server.out,
-                                ftag::PARSE,
-                                &[stmt.name.as_bytes(), b"\0", &stmt.tail],
-                            );
                             self.client.expect.push(Expect::Parse(Some(ManagedParse {
                                 name: stmt.name.clone(),
                                 client_name: client_name.into(),
@@ -353,9 +345,20 @@ impl Relay<'_> {
         if stmt.dirty {
             self.server.dirty = true;
         }
+        if !self.prepare_on_server(stmt) {
+            self.client
+                .expect
+                .push(Expect::InjectedParse(stmt.name.clone()));
+        }
+    }
+
+    /// True if the serving connection already has `stmt`; otherwise sends
+    /// its Parse (closing the least recently used statement first if needed)
+    /// and returns false — the caller queues what its reply means.
+    fn prepare_on_server(&mut self, stmt: &Statement) -> bool {
         if self.server.statements.touch(&stmt.name) {
             self.counts.prepared_hits += 1;
-            return;
+            return true;
         }
         self.counts.prepared_misses += 1;
         self.make_room_for(&stmt.name);
@@ -364,9 +367,7 @@ impl Relay<'_> {
             ftag::PARSE,
             &[stmt.name.as_bytes(), b"\0", &stmt.tail],
         );
-        self.client
-            .expect
-            .push(Expect::InjectedParse(stmt.name.clone()));
+        false
     }
 
     /// Records `name` as prepared on the server, closing the least recently
