@@ -34,6 +34,9 @@ pub struct Shared {
     pub started: std::time::Instant,
     /// Notified by the admin SHUTDOWN command.
     pub stop: tokio::sync::Notify,
+    /// Database entries whose server has answered at least once (sticky);
+    /// `/health/ready` needs every writer entry in it.
+    pub reached: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Shared {
@@ -43,11 +46,28 @@ impl Shared {
             config_path: snapshot.config.path.clone(),
             started: std::time::Instant::now(),
             stop: tokio::sync::Notify::new(),
+            reached: Default::default(),
             snapshot: ArcSwap::from_pointee(snapshot),
             registry: Registry::new(),
             cancels: CancelRegistry::default(),
             stats: GlobalStats::default(),
             shutdown,
+        }
+    }
+
+    /// True once `database`'s server has answered (probe or login).
+    pub fn is_reached(&self, database: &str) -> bool {
+        self.reached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(database)
+    }
+
+    /// Records that `database`'s server answered.
+    pub fn mark_reached(&self, database: &str) {
+        let mut r = self.reached.lock().unwrap_or_else(|p| p.into_inner());
+        if !r.contains(database) {
+            r.insert(database.to_owned());
         }
     }
 
@@ -179,11 +199,27 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
     let addr = snapshot.config.listen.addr;
     let max_clients = snapshot.config.listen.max_client_conn;
     let drain = snapshot.config.pool.shutdown_timeout;
+    let http_addr = snapshot.config.listen.http_addr;
     let shared = Arc::new(Shared::new(snapshot, shutdown_rx));
+    // HTTP first: if it cannot bind, the client port never starts listening.
+    let http_listener = match http_addr {
+        Some(addr) => Some(
+            crate::http::bind(addr)
+                .await
+                .map_err(|source| AppError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| AppError::Bind { addr, source })?;
     tracing::info!(%addr, config = %path.display(), "pgpool-rs listening");
+    shared
+        .stats
+        .listening
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let http = http_listener.map(|l| tokio::spawn(crate::http::serve(l, shared.clone())));
+    let probes = tokio::spawn(probe_writers(shared.clone()));
     let accept = tokio::spawn(crate::net::listener::accept_loop(
         listener,
         shared.clone(),
@@ -196,6 +232,10 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     accept.abort();
+    shared
+        .stats
+        .listening
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     shared.cancels.kill_all();
     let deadline = tokio::time::Instant::now() + drain;
     while shared
@@ -211,5 +251,33 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
         }
     }
     shared.registry.close_all();
+    probes.abort();
+    if let Some(http) = http {
+        http.abort();
+    }
     Ok(())
+}
+
+/// Until every writer entry's server has answered once, probes each one that
+/// has not (SSLRequest, no login) every second, so a fresh pooler becomes
+/// ready without waiting for a client to log in.
+async fn probe_writers(shared: Arc<Shared>) {
+    use crate::config::Role;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let snapshot = shared.snapshot();
+        let timeout = snapshot.config.pool.server_connect_timeout;
+        for (name, db) in &snapshot.config.databases {
+            if db.role != Role::Writer || shared.is_reached(name) {
+                continue;
+            }
+            if let Some(h) = db.hosts.first() {
+                if crate::server::probe::answers(&h.host, h.port, timeout).await {
+                    tracing::info!(db = %name, host = %h.host, port = h.port, "writer database reachable");
+                    shared.mark_reached(name);
+                }
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Counters. Writers use relaxed atomic adds; readers take a consistent-enough
 //! snapshot. Nothing here locks.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Per-pool counters.
@@ -17,6 +17,10 @@ pub struct PoolStats {
     pub query_count: AtomicU64,
     /// Total microseconds server connections were held by transactions.
     pub xact_us: AtomicU64,
+    /// How long server connections were held, per checkout (sum: `xact_us`).
+    pub xact_times: LatencyBuckets,
+    /// How long clients queued for a server (sum: `wait_us`).
+    pub wait_times: LatencyBuckets,
     /// Bytes received from clients.
     pub bytes_in: AtomicU64,
     /// Bytes received from servers.
@@ -64,6 +68,7 @@ impl PoolStats {
         let us = waited.as_micros() as u64;
         self.wait_us.fetch_add(us, Relaxed);
         self.max_wait_us.fetch_max(us, Relaxed);
+        self.wait_times.observe_us(us);
     }
 
     /// A server connection logged in.
@@ -96,7 +101,9 @@ impl PoolStats {
 
     /// Adds the time a transaction held its server connection.
     pub fn add_xact_time(&self, held: Duration) {
-        self.xact_us.fetch_add(held.as_micros() as u64, Relaxed);
+        let us = held.as_micros() as u64;
+        self.xact_us.fetch_add(us, Relaxed);
+        self.xact_times.observe_us(us);
     }
 
     /// Folds one relay run's totals in.
@@ -127,4 +134,71 @@ pub struct GlobalStats {
     pub reloads_ok: AtomicU64,
     /// Config reloads rejected (the old config stayed in force).
     pub reloads_failed: AtomicU64,
+    /// True while the client listener accepts connections (`/health/ready`).
+    pub listening: AtomicBool,
+}
+
+/// Upper bounds, in microseconds, of the [`LatencyBuckets`] buckets: 100 µs to
+/// 10 s, roughly 1-2.5-5 per decade (the last bucket catches everything above).
+pub const LATENCY_BOUNDS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// A latency histogram as plain counters, one per bucket (not cumulative), so
+/// recording costs a short search and one relaxed add. The sum is kept by
+/// the caller's own total (`xact_us`, `wait_us`); the count is the sum of
+/// the buckets, so a reader never sees a count below the buckets' total.
+#[derive(Debug, Default)]
+pub struct LatencyBuckets {
+    counts: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+}
+
+impl LatencyBuckets {
+    /// Counts one observation of `us` microseconds.
+    pub fn observe_us(&self, us: u64) {
+        let i = LATENCY_BOUNDS_US.partition_point(|&bound| bound < us);
+        self.counts[i].fetch_add(1, Relaxed);
+    }
+
+    /// Per-bucket counts, in the order of [`LATENCY_BOUNDS_US`], then the
+    /// count above the last bound.
+    pub fn counts(&self) -> [u64; LATENCY_BOUNDS_US.len() + 1] {
+        std::array::from_fn(|i| self.counts[i].load(Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_are_inclusive_upper_bounds_with_an_overflow_bucket() {
+        let b = LatencyBuckets::default();
+        for us in [0, 100, 101, 10_000_000, 10_000_001, u64::MAX] {
+            b.observe_us(us);
+        }
+        let c = b.counts();
+        assert_eq!(c[0], 2, "0 and 100 are <= 100 µs");
+        assert_eq!(c[1], 1, "101 µs goes to le=250");
+        assert_eq!(c[LATENCY_BOUNDS_US.len() - 1], 1, "10 s exactly is <= 10 s");
+        assert_eq!(
+            c[LATENCY_BOUNDS_US.len()],
+            2,
+            "above 10 s: the overflow bucket"
+        );
+        assert_eq!(c.iter().sum::<u64>(), 6);
+    }
+
+    #[test]
+    fn waits_and_transactions_feed_their_histograms() {
+        let s = PoolStats::default();
+        s.waiting_started();
+        s.waiting_ended(Duration::from_millis(3));
+        s.add_xact_time(Duration::from_micros(80));
+        s.add_xact_time(Duration::from_micros(700));
+        assert_eq!(s.wait_times.counts()[5], 1, "3 ms is in le=5 ms");
+        assert_eq!((s.xact_times.counts()[0], s.xact_times.counts()[3]), (1, 1));
+        assert_eq!(s.xact_us.load(Relaxed), 780);
+    }
 }

@@ -7,5 +7,6 @@ pub mod dirty;
 pub mod io;
 pub mod params;
 pub mod prepared;
+pub mod probe;
 
 pub use conn::{ConnectError, ConnectTarget, ServerConn, ServerCredential};
