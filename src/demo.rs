@@ -129,7 +129,7 @@ pub async fn run_with_executable(opts: DemoOptions, exe: &Path) -> Result<(), De
 
     let outcome = match wait_until_listening(&mut pooler, port).await {
         Ok(()) => {
-            print_banner(&opts, port, &pg, &password, &config_path);
+            print_banner(&opts, port, http_port, &pg, &password, &config_path);
             tokio::select! {
                 _ = sigint.recv() => Ok(()),
                 _ = sigterm.recv() => Ok(()),
@@ -271,10 +271,12 @@ async fn stop_pooler(pooler: &mut Child) {
 fn print_banner(
     opts: &DemoOptions,
     port: u16,
+    http_port: u16,
     pg: &LocalPostgres,
     password: &str,
     config_path: &Path,
 ) {
+    let admin = localpg::conn_uri("127.0.0.1", port, "pgbouncer", "demo", password);
     let url = localpg::conn_uri("127.0.0.1", port, "demo", "demo", password);
     let pg_port = pg.port();
     println!(
@@ -284,6 +286,8 @@ pgpool-rs demo is running (transaction mode, pool size {pool_size}).
   Connect:     psql "{url}"
   Benchmark:   PGPASSWORD={password} pgbench -i -h 127.0.0.1 -p {pg_port} -U demo demo   # once, direct
                PGPASSWORD={password} pgbench -c 50 -j 2 -T 10 -S -h 127.0.0.1 -p {port} -U demo demo
+  Admin:       psql "{admin}" -c "SHOW POOLS"
+  Health:      curl http://127.0.0.1:{http_port}/health/ready ; curl http://127.0.0.1:{http_port}/metrics
   Config:      {config}
   PostgreSQL:  127.0.0.1:{pg_port}, data in {data} (deleted on exit)
 
