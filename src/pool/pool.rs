@@ -272,11 +272,14 @@ impl Pool {
         mut conn: Box<ServerConn>,
         s: &PoolSettings,
     ) -> Option<Box<ServerConn>> {
-        if !conn.is_healthy_when_idle() || expired(&conn, s) {
+        let now = Instant::now();
+        if !conn.is_healthy_when_idle() || expired(&conn, s, now) {
             self.forget(conn, false);
             return None;
         }
-        if !s.check_query.is_empty() && conn.last_used.elapsed() >= s.check_delay {
+        if !s.check_query.is_empty()
+            && now.saturating_duration_since(conn.last_used) >= s.check_delay
+        {
             let check = tokio::time::timeout(
                 s.target.connect_timeout,
                 conn.run_control_query(&s.check_query),
@@ -367,11 +370,12 @@ impl Pool {
     /// stack; closes it instead if the pool shrank, closed or it expired.
     pub fn checkin(&self, mut conn: Box<ServerConn>) {
         let s = self.settings();
-        conn.last_used = Instant::now();
+        let now = Instant::now();
+        conn.last_used = now;
         let mut st = self.lock();
         if self.is_closed()
             || st.open > s.size
-            || expired(&conn, &s)
+            || expired(&conn, &s, now)
             || self.db.has_wanting() && st.waiters.is_empty()
         {
             drop(st);
@@ -509,6 +513,7 @@ pub struct PoolCounts {
     pub waiting: u32,
 }
 
-fn expired(conn: &ServerConn, s: &PoolSettings) -> bool {
-    conn.epoch != s.epoch || !s.lifetime.is_zero() && conn.created.elapsed() >= s.lifetime
+fn expired(conn: &ServerConn, s: &PoolSettings, now: Instant) -> bool {
+    conn.epoch != s.epoch
+        || !s.lifetime.is_zero() && now.saturating_duration_since(conn.created) >= s.lifetime
 }

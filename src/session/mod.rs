@@ -137,7 +137,9 @@ impl Session {
                 Err(e) => (Release::Close, Err(e)),
             };
             co.release(if cancelled { Release::Close } else { release });
-            if self.cbuf.is_empty() {
+            // Keep the small first buffer between transactions (no allocation
+            // per transaction); give back one that grew for a large message.
+            if self.cbuf.is_empty() && self.cbuf.capacity() > 2 * relay::CLIENT_BUF_FIRST {
                 self.cbuf = BytesMut::new();
             }
             match result {

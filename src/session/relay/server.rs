@@ -4,7 +4,6 @@
 //! replies to messages it injected, and inserts the replies it owes itself.
 
 use super::Relay;
-use crate::pool::checkout::deallocates_statements;
 use crate::protocol::backend::{self, tag as btag, TxStatus};
 use crate::protocol::frame::{read_header, FrameError, HEADER_LEN};
 use crate::server::dirty::{tag_dirt, Dirt};
@@ -189,7 +188,8 @@ impl Relay<'_> {
 }
 
 /// CommandComplete tags after which the server has no prepared statements.
+/// (Tags are the server's canonical upper-case words: no allocation needed.)
 fn tag_drops_statements(tag: &[u8]) -> bool {
     let tag = tag.strip_suffix(b"\0").unwrap_or(tag);
-    std::str::from_utf8(tag).is_ok_and(deallocates_statements)
+    tag == b"DISCARD ALL" || tag == b"DEALLOCATE ALL"
 }
