@@ -4,27 +4,11 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::*;
-
-/// `pgbench -i -s 1` on database `bench`, directly against the cluster, once.
-fn initialized() -> &'static pgpool_rs::localpg::LocalPostgres {
-    static INIT: OnceLock<()> = OnceLock::new();
-    let pg = cluster();
-    INIT.get_or_init(|| {
-        let out = pgbench_cmd(pg.port(), "bench", password_of("bench"))
-            .args(["-i", "-s", "1", "-q", "bench"])
-            .output()
-            .expect("run pgbench -i");
-        assert!(out.status.success(), "pgbench -i: {}", output_text(&out));
-    });
-    pg
-}
 
 /// Runs pgbench with `args` through a pool of 5 and checks the outcome.
 fn run_through_pooler(args: &[&str], expected_transactions: u32) {
-    let pooler = Pooler::builder(initialized())
+    let pooler = Pooler::builder(pgbench_initialized())
         .set("databases.bench.pool_size", "5")
         .start();
     let out = pgbench(&pooler, args);

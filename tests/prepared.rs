@@ -9,7 +9,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::extended::{
@@ -681,25 +680,11 @@ async fn prepared_begin_and_end_with_more_clients_than_servers() {
 // ---------------------------------------------------------------------------------------
 // pgbench -M prepared
 
-/// `pgbench -i -s 1` on database `bench`, directly against the cluster, once.
-fn bench_initialized() -> &'static pgpool_rs::localpg::LocalPostgres {
-    static INIT: OnceLock<()> = OnceLock::new();
-    let pg = cluster();
-    INIT.get_or_init(|| {
-        let out = pgbench_cmd(pg.port(), "bench", password_of("bench"))
-            .args(["-i", "-s", "1", "-q", "bench"])
-            .output()
-            .expect("run pgbench -i");
-        assert!(out.status.success(), "pgbench -i: {}", output_text(&out));
-    });
-    pg
-}
-
 /// Runs `pgbench -M prepared <args>` through a pool of 2 and checks that every
 /// transaction was processed, none failed; a pgbench still running after 60 s is killed
 /// (stuck clients) and the test fails with what it printed.
 fn pgbench_prepared(args: &[&str], expected_transactions: u32) {
-    let pooler = Pooler::builder(bench_initialized())
+    let pooler = Pooler::builder(pgbench_initialized())
         .set("databases.bench.pool_size", "2")
         .set("pool.query_wait_timeout", "20")
         .start();
@@ -720,7 +705,7 @@ fn pgbench_prepared(args: &[&str], expected_transactions: u32) {
         }
         if std::time::Instant::now() > deadline {
             // What the server connections are doing, for the failure message.
-            let activity = bench_initialized()
+            let activity = pgbench_initialized()
                 .psql(
                     "postgres",
                     "SELECT pid, state, wait_event_type, wait_event, left(query, 70) \

@@ -270,3 +270,17 @@ pub fn create_role(pg: &LocalPostgres, name: &str) -> String {
 pub fn userlist_entry(name: &str) -> String {
     format!("\"{name}\" \"{name}-pass\"")
 }
+
+/// The shared cluster after `pgbench -i -s 1` on database `bench`, directly against the cluster, once.
+pub fn pgbench_initialized() -> &'static pgpool_rs::localpg::LocalPostgres {
+    static INIT: OnceLock<()> = OnceLock::new();
+    let pg = cluster();
+    INIT.get_or_init(|| {
+        let out = pgbench_cmd(pg.port(), "bench", password_of("bench"))
+            .args(["-i", "-s", "1", "-q", "bench"])
+            .output()
+            .expect("run pgbench -i");
+        assert!(out.status.success(), "pgbench -i: {}", output_text(&out));
+    });
+    pg
+}
