@@ -37,6 +37,29 @@ pub struct Shared {
     /// Database entries whose server has answered at least once (sticky);
     /// `/health/ready` needs every writer entry in it.
     pub reached: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The client listen address in force; the accept loop re-binds when a
+    /// reload changes it.
+    pub listen_addr: watch::Sender<std::net::SocketAddr>,
+    /// Databases held by the admin PAUSE.
+    paused: std::sync::Mutex<Paused>,
+}
+
+/// What the admin PAUSE holds: everything, or some databases.
+#[derive(Debug, Default)]
+struct Paused {
+    all: bool,
+    databases: std::collections::BTreeSet<String>,
+}
+
+/// Why RESUME could not be done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeError {
+    /// Nothing (or not that database) is paused.
+    #[error("{0} is not paused")]
+    NotPaused(String),
+    /// The whole pooler is paused; one database cannot be resumed alone.
+    #[error("the whole pooler is paused; use RESUME without a database")]
+    AllPaused,
 }
 
 impl Shared {
@@ -47,6 +70,8 @@ impl Shared {
             started: std::time::Instant::now(),
             stop: tokio::sync::Notify::new(),
             reached: Default::default(),
+            paused: Default::default(),
+            listen_addr: watch::Sender::new(snapshot.config.listen.addr),
             snapshot: ArcSwap::from_pointee(snapshot),
             registry: Registry::new(),
             cancels: CancelRegistry::default(),
@@ -71,6 +96,64 @@ impl Shared {
         }
     }
 
+    /// True while the admin PAUSE holds `database`.
+    pub fn is_paused(&self, database: &str) -> bool {
+        let p = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+        p.all || p.databases.contains(database)
+    }
+
+    /// Admin PAUSE of one database or (`None`) all: its pools stop handing
+    /// out servers; returns them so the caller can wait for them to drain.
+    pub fn pause(&self, database: Option<&str>) -> Vec<Arc<Pool>> {
+        {
+            let mut p = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+            match database {
+                Some(db) => p.databases.insert(db.to_owned()),
+                None => std::mem::replace(&mut p.all, true),
+            };
+        }
+        tracing::info!(db = database.unwrap_or("*"), "paused");
+        let pools: Vec<_> = self
+            .registry
+            .pools()
+            .into_iter()
+            .filter(|pool| database.is_none_or(|d| d == pool.key.database))
+            .collect();
+        for pool in &pools {
+            pool.pause();
+        }
+        pools
+    }
+
+    /// Admin RESUME of one database or (`None`) all.
+    pub fn resume(&self, database: Option<&str>) -> Result<(), ResumeError> {
+        {
+            let mut p = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+            match database {
+                None if !p.all && p.databases.is_empty() => {
+                    return Err(ResumeError::NotPaused("the pooler".into()))
+                }
+                None => {
+                    p.all = false;
+                    p.databases.clear();
+                }
+                Some(_) if p.all => return Err(ResumeError::AllPaused),
+                Some(db) => {
+                    if !p.databases.remove(db) {
+                        return Err(ResumeError::NotPaused(format!("database \"{db}\"")));
+                    }
+                }
+            }
+        }
+        tracing::info!(db = database.unwrap_or("*"), "resumed");
+        for pool in self.registry.pools() {
+            if pool.is_paused() && !self.is_paused(&pool.key.database) {
+                pool.resume();
+            }
+        }
+        Ok(())
+    }
+
     /// The config snapshot in force.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
@@ -89,7 +172,11 @@ impl Shared {
                 ClientError::fatal(sqlstate::INTERNAL_ERROR, "database entry has no host")
             })?;
         let db_max = db.effective_max_db_connections(&snapshot.config.pool);
-        Ok(self.registry.get_or_create(key, db_max, || settings))
+        let pool = self.registry.get_or_create(key, db_max, || settings);
+        if !pool.is_paused() && self.is_paused(&key.database) {
+            pool.pause();
+        }
+        Ok(pool)
     }
 
     /// Applies a new snapshot: new logins see it at once; existing pools get
@@ -122,6 +209,11 @@ impl Shared {
             pool.set_settings(new);
             pool.set_db_max(db.effective_max_db_connections(&snapshot.config.pool));
         }
+        self.listen_addr.send_if_modified(|addr| {
+            let changed = *addr != snapshot.config.listen.addr;
+            *addr = snapshot.config.listen.addr;
+            changed
+        });
         self.snapshot.store(Arc::new(snapshot));
     }
 }
@@ -197,8 +289,7 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
     let snapshot = Snapshot::load(path)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let addr = snapshot.config.listen.addr;
-    let max_clients = snapshot.config.listen.max_client_conn;
-    let drain = snapshot.config.pool.shutdown_timeout;
+    let drain_timeout = snapshot.config.pool.shutdown_timeout;
     let http_addr = snapshot.config.listen.http_addr;
     let shared = Arc::new(Shared::new(snapshot, shutdown_rx));
     // HTTP first: if it cannot bind, the client port never starts listening.
@@ -220,42 +311,77 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let http = http_listener.map(|l| tokio::spawn(crate::http::serve(l, shared.clone())));
     let probes = tokio::spawn(probe_writers(shared.clone()));
+    let watcher = tokio::spawn(crate::file_watch::run(shared.clone()));
     let accept = tokio::spawn(crate::net::listener::accept_loop(
         listener,
         shared.clone(),
-        max_clients,
+        shared.listen_addr.subscribe(),
     ));
     tokio::select! {
         _ = crate::reload::run_until_shutdown(path, &shared) => {}
         _ = shared.stop.notified() => tracing::info!("SHUTDOWN from the admin console"),
     }
-    tracing::info!("shutting down");
-    let _ = shutdown_tx.send(true);
-    accept.abort();
-    shared
-        .stats
-        .listening
-        .store(false, std::sync::atomic::Ordering::Relaxed);
-    shared.cancels.kill_all();
-    let deadline = tokio::time::Instant::now() + drain;
-    while shared
-        .stats
-        .clients_now
-        .load(std::sync::atomic::Ordering::Relaxed)
-        > 0
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            _ = crate::reload::wait_for_stop_signal() => break,
-        }
-    }
-    shared.registry.close_all();
+    watcher.abort();
+    drain(&shared, shutdown_tx, accept, drain_timeout).await;
     probes.abort();
     if let Some(http) = http {
         http.abort();
     }
     Ok(())
+}
+
+/// The graceful shutdown: readiness turns 503 and the listener closes at
+/// once; idle clients are closed with FATAL 57P01, clients inside a
+/// transaction finish it first; after `timeout` (or a second SIGTERM/SIGINT)
+/// the rest are dropped. Idle server connections get a Terminate.
+async fn drain(
+    shared: &Arc<Shared>,
+    shutdown_tx: watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+    timeout: Duration,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Armed before anything else, so a second signal is never missed.
+    let second_signal = crate::reload::wait_for_stop_signal();
+    tokio::pin!(second_signal);
+    let _ = shutdown_tx.send(true);
+    accept.abort();
+    shared.stats.listening.store(false, Relaxed);
+    let at_start = shared.stats.clients_now.load(Relaxed);
+    tracing::info!(
+        clients = at_start,
+        timeout_s = timeout.as_secs(),
+        "shutting down: listener closed, draining clients"
+    );
+    shared.cancels.kill_all();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let forced = loop {
+        if shared.stats.clients_now.load(Relaxed) == 0 {
+            break None;
+        }
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(deadline) => break Some("shutdown_timeout reached"),
+            _ = &mut second_signal => break Some("second stop signal"),
+        }
+    };
+    match forced {
+        None => tracing::info!("all clients drained"),
+        Some(why) => tracing::warn!(
+            clients = shared.stats.clients_now.load(Relaxed),
+            "{why}: closing the remaining clients"
+        ),
+    }
+    // Idle server connections are told goodbye; a bounded wait so a stuck
+    // server cannot hold the exit.
+    let goodbyes = shared.registry.close_all();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        for g in goodbyes {
+            let _ = g.await;
+        }
+    })
+    .await;
 }
 
 /// Until every writer entry's server has answered once, probes each one that

@@ -7,8 +7,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::console::*;
 use common::*;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 /// `app` is an admin, `md5_user` a stats user; `plain_user` is neither.
 fn console_pooler() -> PoolerBuilder {
@@ -24,115 +25,6 @@ async fn console_on(pooler: &Pooler, db: &str, user: &str) -> Client {
 
 async fn console(pooler: &Pooler, user: &str) -> Client {
     console_on(pooler, "pgbouncer", user).await
-}
-
-/// A SHOW result: column names and rows (NULL = `None`).
-struct Shown {
-    columns: Vec<String>,
-    rows: Vec<Vec<Option<String>>>,
-}
-
-impl Shown {
-    fn col(&self, name: &str) -> usize {
-        self.columns
-            .iter()
-            .position(|c| c == name)
-            .unwrap_or_else(|| panic!("no column {name} in {:?}", self.columns))
-    }
-
-    /// The rows whose `key` column equals `value`.
-    fn rows_where<'a>(&'a self, key: &str, value: &'a str) -> Vec<&'a Vec<Option<String>>> {
-        let i = self.col(key);
-        self.rows
-            .iter()
-            .filter(|r| r[i].as_deref() == Some(value))
-            .collect()
-    }
-
-    /// The value of `column` in `row`.
-    fn get<'a>(&self, row: &'a [Option<String>], column: &str) -> Option<&'a str> {
-        row[self.col(column)].as_deref()
-    }
-
-    /// `column` of `row` as an integer.
-    fn int(&self, row: &[Option<String>], column: &str) -> i64 {
-        let v = self.get(row, column);
-        v.and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{column} is not an integer: {v:?}"))
-    }
-
-    /// The single row of POOLS for (database, user).
-    fn pool_row(&self, database: &str, user: &str) -> Option<&Vec<Option<String>>> {
-        let (d, u) = (self.col("database"), self.col("user"));
-        self.rows
-            .iter()
-            .find(|r| r[d].as_deref() == Some(database) && r[u].as_deref() == Some(user))
-    }
-
-    /// SHOW CONFIG's value for `key`.
-    fn config_value(&self, key: &str) -> String {
-        let rows = self.rows_where("key", key);
-        assert_eq!(rows.len(), 1, "config key {key} once in SHOW CONFIG");
-        self.get(rows[0], "value")
-            .unwrap_or_else(|| panic!("config {key} is NULL"))
-            .to_string()
-    }
-}
-
-async fn try_show(client: &Client, sql: &str) -> Result<Shown, tokio_postgres::Error> {
-    let messages = client.simple_query(sql).await?;
-    let mut shown = Shown {
-        columns: Vec::new(),
-        rows: Vec::new(),
-    };
-    for m in &messages {
-        match m {
-            SimpleQueryMessage::RowDescription(cols) => {
-                shown.columns = cols.iter().map(|c| c.name().to_string()).collect();
-            }
-            SimpleQueryMessage::Row(row) => {
-                if shown.columns.is_empty() {
-                    shown.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
-                }
-                shown.rows.push(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(str::to_string))
-                        .collect(),
-                );
-            }
-            _ => {}
-        }
-    }
-    Ok(shown)
-}
-
-async fn show(client: &Client, sql: &str) -> Shown {
-    try_show(client, sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e} ({:?})", sqlstate(&e)))
-}
-
-/// Runs a command that must fail; returns its SQLSTATE.
-async fn fails_with(client: &Client, sql: &str) -> String {
-    match client.simple_query(sql).await {
-        Ok(m) => panic!("{sql} succeeded ({} messages) but should fail", m.len()),
-        Err(e) => sqlstate(&e).unwrap_or_else(|| panic!("{sql}: error without SQLSTATE: {e}")),
-    }
-}
-
-/// The command tag of a command that must succeed.
-async fn command_ok(client: &Client, sql: &str) -> String {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e} ({:?})", sqlstate(&e)));
-    assert!(
-        messages
-            .iter()
-            .any(|m| matches!(m, SimpleQueryMessage::CommandComplete(_))),
-        "{sql} completed"
-    );
-    sql.to_string()
 }
 
 const POOLS_COLUMNS: &[&str] = &[
@@ -655,6 +547,14 @@ fn psql_show_pools_and_version() {
         );
     }
 
+    // No client is connected now (psql left): the header alone.
+    for sql in ["SHOW CLIENTS", "SHOW SERVERS"] {
+        let out = psql_admin(&pooler, "pgbouncer", "md5_user", sql);
+        assert!(out.status.success(), "{sql}: {}", output_text(&out));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(text.lines().next(), Some(CONN_COLUMNS.join(",").as_str()), "{sql}");
+    }
+
     let out = psql_admin(&pooler, "pgpool", "app", "SHOW VERSION");
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(
@@ -691,11 +591,227 @@ fn psql_errors_are_reported() {
         output_text(&out)
     );
 
-    let out = psql_admin(&pooler, "pgbouncer", "app", "RELOAD");
-    assert!(out.status.success(), "admin RELOAD: {}", output_text(&out));
+    for (sql, tag) in [
+        ("RELOAD", "RELOAD"),
+        ("PAUSE app", "PAUSE"),
+        ("RESUME app", "RESUME"),
+        ("RECONNECT app", "RECONNECT"),
+        ("KILL bench", "KILL"),
+    ] {
+        let out = psql_admin(&pooler, "pgbouncer", "app", sql);
+        assert!(out.status.success(), "admin {sql}: {}", output_text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(tag),
+            "{sql}: {}",
+            output_text(&out)
+        );
+    }
+    let out = psql_admin(&pooler, "pgbouncer", "app", "RESUME app");
+    assert!(!out.status.success(), "RESUME of a database not paused fails");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("RELOAD"),
+        String::from_utf8_lossy(&out.stderr).contains("not paused"),
         "{}",
         output_text(&out)
     );
+}
+
+// ---- SHOW CLIENTS / SHOW SERVERS ----
+
+const CONN_COLUMNS: &[&str] = &[
+    "type",
+    "user",
+    "database",
+    "state",
+    "addr",
+    "port",
+    "local_addr",
+    "local_port",
+    "connect_time",
+    "request_time",
+    "wait",
+    "wait_us",
+    "close_needed",
+    "ptr",
+    "link",
+    "remote_pid",
+    "tls",
+    "application_name",
+    "prepared_statements",
+];
+
+/// The one row of `table` for database `app`.
+fn app_row(shown: &Shown) -> &Vec<Option<String>> {
+    let rows = shown.rows_where("database", "app");
+    assert_eq!(rows.len(), 1, "one app row in {:?}", shown.rows);
+    rows[0]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_and_servers_list_each_connection_and_its_state() {
+    let pooler = console_pooler()
+        .set("databases.app.pool_size", "1")
+        .start();
+    let admin = console(&pooler, "app").await;
+    let mut config = pooler.config("app", "app", password_of("app"));
+    config.application_name("listed-app");
+    let app = connect_with(&config).await.expect("connect");
+    app.simple_query("SELECT 1").await.expect("query");
+
+    let clients = show(&admin, "SHOW CLIENTS").await;
+    assert_eq!(clients.columns, CONN_COLUMNS);
+    let row = app_row(&clients);
+    assert_eq!(clients.get(row, "type"), Some("C"));
+    assert_eq!(clients.get(row, "user"), Some("app"));
+    assert_eq!(clients.get(row, "state"), Some("idle"));
+    assert_eq!(clients.get(row, "addr"), Some("127.0.0.1"));
+    assert!(clients.int(row, "port") > 0);
+    assert_eq!(clients.int(row, "local_port"), i64::from(pooler.port()));
+    assert_eq!(clients.get(row, "application_name"), Some("listed-app"));
+    let connect_time = clients.get(row, "connect_time").expect("connect_time");
+    assert!(connect_time.ends_with(" UTC") && connect_time.len() == 23, "{connect_time}");
+
+    let servers = show(&admin, "SHOW SERVERS").await;
+    assert_eq!(servers.columns, CONN_COLUMNS);
+    let row = app_row(&servers);
+    assert_eq!(servers.get(row, "type"), Some("S"));
+    assert_eq!(servers.get(row, "state"), Some("idle"));
+    assert_eq!(servers.int(row, "port"), i64::from(cluster().port()));
+    let pid = servers.int(row, "remote_pid");
+    assert!(
+        backend_pids(cluster(), "app", "app")
+            .await
+            .contains(&(pid as i32)),
+        "remote_pid {pid} is a backend of the app database"
+    );
+
+    // Inside a transaction both sides are active; a second client waits.
+    app.batch_execute("BEGIN; SELECT 1").await.expect("begin");
+    let other = pooler.connect_app().await;
+    let waiting = tokio::spawn(async move {
+        other.simple_query("SELECT 2").await.map(|_| other)
+    });
+    wait_until(Duration::from_secs(5), "second client waiting", || async {
+        show(&admin, "SHOW CLIENTS")
+            .await
+            .rows_where("state", "waiting")
+            .len()
+            == 1
+    })
+    .await;
+    let clients = show(&admin, "SHOW CLIENTS").await;
+    assert_eq!(clients.rows_where("state", "active").len(), 1);
+    let servers = show(&admin, "SHOW SERVERS").await;
+    assert_eq!(servers.get(app_row(&servers), "state"), Some("active"));
+    app.batch_execute("COMMIT").await.expect("commit");
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("waiting client served after COMMIT")
+        .expect("task")
+        .expect("query");
+}
+
+// ---- PAUSE / RESUME ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_waits_for_transactions_then_holds_new_ones_until_resume() {
+    let pooler = console_pooler().start();
+    let admin = console(&pooler, "app").await;
+    let first = pooler.connect_app().await;
+    first.batch_execute("BEGIN; SELECT 1").await.expect("begin");
+
+    let pausing = console(&pooler, "app").await;
+    let pause = tokio::spawn(async move { pausing.simple_query("PAUSE app").await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pause.is_finished(), "PAUSE waits for the open transaction");
+    first.batch_execute("COMMIT").await.expect("commit during PAUSE");
+    tokio::time::timeout(Duration::from_secs(5), pause)
+        .await
+        .expect("PAUSE returns once the transaction ended")
+        .expect("task")
+        .expect("PAUSE succeeds");
+
+    let dbs = show(&admin, "SHOW DATABASES").await;
+    let app = dbs.rows_where("name", "app");
+    assert_eq!(dbs.int(app[0], "paused"), 1);
+    let bench = dbs.rows_where("name", "bench");
+    assert_eq!(dbs.int(bench[0], "paused"), 0, "only app is paused");
+    assert!(
+        show(&admin, "SHOW SERVERS").await.rows_where("database", "app").is_empty(),
+        "PAUSE closed app's server connections"
+    );
+
+    let held = tokio::spawn(async move { simple_value(&first, "SELECT 42").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "a new transaction waits while paused");
+    let pools = show(&admin, "SHOW POOLS").await;
+    let row = pools.pool_row("app", "app").expect("app pool");
+    assert_eq!(pools.int(row, "cl_waiting"), 1);
+
+    command_ok(&admin, "RESUME app").await;
+    let value = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("served after RESUME")
+        .expect("task");
+    assert_eq!(value, "42");
+
+    assert_eq!(fails_with(&admin, "RESUME app").await, "55000");
+    assert_eq!(fails_with(&admin, "PAUSE nosuchdb").await, "3D000");
+    // PAUSE of everything with nothing running returns at once.
+    command_ok(&admin, "PAUSE").await;
+    assert_eq!(fails_with(&admin, "RESUME app").await, "55000");
+    command_ok(&admin, "RESUME").await;
+    let after = pooler.connect_app().await;
+    assert_eq!(simple_value(&after, "SELECT 7").await, "7");
+}
+
+// ---- compatibility with PgBouncer's console ----
+
+/// Column names and type OIDs of `sql` on a console, through the raw protocol.
+async fn columns_of(port: u16, sql: &str) -> Vec<(String, u32)> {
+    let mut conn = raw::RawConn::connect(port).await;
+    conn.login("pgbouncer", "app", password_of("app"), &[]).await;
+    let messages = conn.simple_query(sql).await;
+    let (_, body) = messages
+        .iter()
+        .find(|(tag, _)| *tag == b'T')
+        .unwrap_or_else(|| panic!("{sql}: no RowDescription in {messages:?}"));
+    raw::row_description(body)
+}
+
+/// Every column the installed PgBouncer (Debian's package) shows is shown by pgpool-rs,
+/// with the same name, position and type; pgpool-rs may add columns at the end, as
+/// newer PgBouncer versions do. `.ci/run` installs PgBouncer.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_columns_match_the_installed_pgbouncer() {
+    if PoolerKind::is_pgbouncer() {
+        return; // comparing PgBouncer with itself says nothing
+    }
+    let found = std::process::Command::new("pgbouncer").arg("--version").output();
+    assert!(
+        found.is_ok(),
+        "pgbouncer is not installed (apt-get install pgbouncer; .ci/run does it)"
+    );
+    let ours = console_pooler().start();
+    let theirs = console_pooler().kind(PoolerKind::PgBouncer).start();
+    let mut mismatches = Vec::new();
+    for sql in [
+        "SHOW POOLS",
+        "SHOW STATS",
+        "SHOW DATABASES",
+        "SHOW CLIENTS",
+        "SHOW SERVERS",
+        "SHOW LISTS",
+        "SHOW USERS",
+        "SHOW VERSION",
+        "SHOW CONFIG",
+    ] {
+        let reference = columns_of(theirs.port(), sql).await;
+        let mine = columns_of(ours.port(), sql).await;
+        if mine.len() < reference.len() || mine[..reference.len()] != reference[..] {
+            mismatches.push(format!(
+                "{sql}:\n  PgBouncer has {reference:?}\n  pgpool-rs has {mine:?}"
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }

@@ -6,6 +6,7 @@
 
 pub mod parse;
 pub mod show;
+pub mod show_conns;
 
 use std::sync::Arc;
 
@@ -77,8 +78,15 @@ pub async fn serve(
     let mut rbuf = BytesMut::new();
     let mut out = BytesMut::with_capacity(4096);
     let mut skipping = false;
+    let mut shutdown = shared.shutdown.clone();
     loop {
-        let msg = match read_message(client, &mut rbuf, MAX_QUERY).await {
+        let read = tokio::select! {
+            r = read_message(client, &mut rbuf, MAX_QUERY) => r,
+            _ = shutdown.wait_for(|stopping| *stopping) => {
+                return Err(ClientError::fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down"));
+            }
+        };
+        let msg = match read {
             Ok(m) => m,
             Err(ReadError::Io(_)) => return Ok(()),
             Err(ReadError::Frame(f)) => {
@@ -94,7 +102,7 @@ pub async fn serve(
             ftag::QUERY => {
                 let sql = frontend::query_text(ftag::QUERY, &msg.body).unwrap_or_default();
                 let sql = String::from_utf8_lossy(sql);
-                run(&sql, shared, access, &mut out);
+                run(&sql, shared, access, &mut out).await;
                 backend::ready_for_query(&mut out, TxStatus::Idle);
             }
             ftag::SYNC => {
@@ -120,7 +128,7 @@ pub async fn serve(
 }
 
 /// Runs one command, appending its result (or error) to `out`.
-fn run(sql: &str, shared: &Arc<Shared>, access: Access, out: &mut BytesMut) {
+async fn run(sql: &str, shared: &Arc<Shared>, access: Access, out: &mut BytesMut) {
     let cmd = match parse::parse(sql) {
         Ok(c) => c,
         Err(e) => return error(out, "42601", &e.to_string()),
@@ -143,6 +151,8 @@ fn run(sql: &str, shared: &Arc<Shared>, access: Access, out: &mut BytesMut) {
                 Show::Lists => show::lists(shared),
                 Show::Version => show::version(),
                 Show::Users => show::users(shared),
+                Show::Clients => show_conns::clients(shared),
+                Show::Servers => show_conns::servers(shared),
             };
             write_table(out, &table);
         }
@@ -180,11 +190,29 @@ fn run(sql: &str, shared: &Arc<Shared>, access: Access, out: &mut BytesMut) {
             }
             backend::command_complete(out, "RECONNECT");
         }
-        Command::Unsupported(what) => error(
-            out,
-            sqlstate::FEATURE_NOT_SUPPORTED,
-            &format!("{what} is not supported yet"),
-        ),
+        Command::Pause(db) => {
+            if let Some(d) = &db {
+                if !shared.snapshot().config.databases.contains_key(d) {
+                    return error(out, "3D000", &format!("no such database: {d}"));
+                }
+            }
+            let pools = shared.pause(db.as_deref());
+            // PgBouncer's PAUSE returns once running transactions are done.
+            loop {
+                if pools.iter().all(|p| p.is_drained()) {
+                    break;
+                }
+                if pools.iter().any(|p| !p.is_paused()) {
+                    return error(out, "55000", "PAUSE was undone by RESUME before it took effect");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            backend::command_complete(out, "PAUSE");
+        }
+        Command::Resume(db) => match shared.resume(db.as_deref()) {
+            Ok(()) => backend::command_complete(out, "RESUME"),
+            Err(e) => error(out, "55000", &e.to_string()),
+        },
     }
 }
 

@@ -17,6 +17,10 @@ pub enum Show {
     Version,
     /// SHOW USERS
     Users,
+    /// SHOW CLIENTS
+    Clients,
+    /// SHOW SERVERS
+    Servers,
 }
 
 /// An admin console command.
@@ -34,8 +38,10 @@ pub enum Command {
     Kill(String),
     /// Retire the server connections of one or all databases as they are released.
     Reconnect(Option<String>),
-    /// PAUSE / RESUME: recognised, not implemented yet.
-    Unsupported(&'static str),
+    /// Hold new transactions of one database or all, once running ones end.
+    Pause(Option<String>),
+    /// Undo PAUSE.
+    Resume(Option<String>),
 }
 
 impl Command {
@@ -75,6 +81,8 @@ pub fn parse(sql: &str) -> Result<Command, ParseError> {
                 Some("LISTS") => Show::Lists,
                 Some("VERSION") => Show::Version,
                 Some("USERS") => Show::Users,
+                Some("CLIENTS") => Show::Clients,
+                Some("SERVERS") => Show::Servers,
                 _ => return Err(ParseError::Unknown(text.to_owned())),
             };
             if upper.len() > 2 {
@@ -86,11 +94,18 @@ pub fn parse(sql: &str) -> Result<Command, ParseError> {
         Some("SHUTDOWN") if upper.len() == 1 => Command::Shutdown,
         Some("KILL") => Command::Kill(arg.ok_or(ParseError::MissingArgument("KILL"))?),
         Some("RECONNECT") => Command::Reconnect(arg),
-        Some("PAUSE") => Command::Unsupported("PAUSE"),
-        Some("RESUME") => Command::Unsupported("RESUME"),
+        Some("PAUSE") => Command::Pause(arg),
+        Some("RESUME") => Command::Resume(arg),
         _ => return Err(ParseError::Unknown(text.to_owned())),
     };
-    if matches!(cmd, Command::Kill(_) | Command::Reconnect(Some(_))) && upper.len() > 2 {
+    if matches!(
+        cmd,
+        Command::Kill(_)
+            | Command::Reconnect(Some(_))
+            | Command::Pause(Some(_))
+            | Command::Resume(Some(_))
+    ) && upper.len() > 2
+    {
         return Err(ParseError::Unknown(text.to_owned()));
     }
     Ok(cmd)
@@ -112,6 +127,9 @@ mod tests {
             parse("reconnect app;"),
             Ok(Command::Reconnect(Some("app".into())))
         );
+        assert_eq!(parse("PAUSE"), Ok(Command::Pause(None)));
+        assert_eq!(parse("pause app;"), Ok(Command::Pause(Some("app".into()))));
+        assert_eq!(parse("RESUME app"), Ok(Command::Resume(Some("app".into()))));
         assert_eq!(parse(""), Ok(Command::Empty));
         assert_eq!(parse(";"), Ok(Command::Empty));
     }
@@ -130,5 +148,7 @@ mod tests {
         assert!(parse("RELOAD").unwrap().needs_admin());
         assert!(parse("SHUTDOWN").unwrap().needs_admin());
         assert!(parse("KILL app").unwrap().needs_admin());
+        assert!(parse("PAUSE").unwrap().needs_admin());
+        assert!(parse("RESUME").unwrap().needs_admin());
     }
 }

@@ -8,9 +8,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::app::Shared;
 
 /// PostgreSQL type OIDs used in admin tables.
-const TEXT: u32 = 25;
-const INT4: u32 = 23;
-const INT8: u32 = 20;
+pub(super) const TEXT: u32 = 25;
+pub(super) const INT4: u32 = 23;
+/// PgBouncer's STATS counters are NUMERIC.
+pub(super) const NUMERIC: u32 = 1700;
 
 /// A result table: column names with type OIDs, and text rows.
 #[derive(Debug, Default)]
@@ -22,14 +23,14 @@ pub struct Table {
 }
 
 impl Table {
-    fn new(columns: &[(&'static str, u32)]) -> Self {
+    pub(super) fn new(columns: &[(&'static str, u32)]) -> Self {
         Table {
             columns: columns.to_vec(),
             rows: Vec::new(),
         }
     }
 
-    fn push(&mut self, row: Vec<String>) {
+    pub(super) fn push(&mut self, row: Vec<String>) {
         self.rows.push(row.into_iter().map(Some).collect());
     }
 }
@@ -97,20 +98,20 @@ pub fn pools(shared: &Shared) -> Table {
 pub fn stats(shared: &Shared) -> Table {
     let mut t = Table::new(&[
         ("database", TEXT),
-        ("total_xact_count", INT8),
-        ("total_query_count", INT8),
-        ("total_received", INT8),
-        ("total_sent", INT8),
-        ("total_xact_time", INT8),
-        ("total_query_time", INT8),
-        ("total_wait_time", INT8),
-        ("avg_xact_count", INT8),
-        ("avg_query_count", INT8),
-        ("avg_recv", INT8),
-        ("avg_sent", INT8),
-        ("avg_xact_time", INT8),
-        ("avg_query_time", INT8),
-        ("avg_wait_time", INT8),
+        ("total_xact_count", NUMERIC),
+        ("total_query_count", NUMERIC),
+        ("total_received", NUMERIC),
+        ("total_sent", NUMERIC),
+        ("total_xact_time", NUMERIC),
+        ("total_query_time", NUMERIC),
+        ("total_wait_time", NUMERIC),
+        ("avg_xact_count", NUMERIC),
+        ("avg_query_count", NUMERIC),
+        ("avg_recv", NUMERIC),
+        ("avg_sent", NUMERIC),
+        ("avg_xact_time", NUMERIC),
+        ("avg_query_time", NUMERIC),
+        ("avg_wait_time", NUMERIC),
     ]);
     // [xacts, queries, received, sent, xact_us, wait_us, waits]
     let mut per_db: BTreeMap<String, [u64; 7]> = BTreeMap::new();
@@ -189,7 +190,7 @@ pub fn databases(shared: &Shared) -> Table {
             Some(db.effective_pool_mode(&cfg.pool).as_str().to_owned()),
             Some(db.effective_max_db_connections(&cfg.pool).to_string()),
             Some(current.to_string()),
-            Some("0".into()),
+            Some(u8::from(shared.is_paused(name)).to_string()),
             Some("0".into()),
         ]);
     }

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use super::checkout::Checkout;
 use super::db_limit::DbLimit;
 use crate::config::PoolMode;
+use crate::observe::cards::ServerCard;
 use crate::observe::stats::PoolStats;
 use crate::server::{ConnectError, ConnectTarget, ServerConn};
 
@@ -96,6 +97,9 @@ struct State {
     open: u32,
     /// Of which still opening.
     connecting: u32,
+    /// Every logged-in connection, for `SHOW SERVERS`; changes only when
+    /// one opens or closes.
+    cards: std::collections::BTreeMap<u64, ServerCard>,
 }
 
 /// A pool of server connections for one (database entry, user).
@@ -107,6 +111,8 @@ pub struct Pool {
     state: Mutex<State>,
     db: Arc<DbLimit>,
     closed: AtomicBool,
+    /// Admin PAUSE: no new transaction gets a server; released connections close.
+    paused: AtomicBool,
     welcome: Mutex<Option<Welcome>>,
     /// Counters read by the admin console and metrics.
     pub stats: PoolStats,
@@ -122,6 +128,7 @@ impl Pool {
             state: Mutex::default(),
             db,
             closed: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             welcome: Mutex::default(),
             stats: PoolStats::default(),
             me: me.clone(),
@@ -164,9 +171,9 @@ impl Pool {
         self.db.set_max(max);
     }
 
-    /// Marks the pool closed: waiters fail, idle connections close, and
-    /// released ones are closed.
-    pub fn close(&self) {
+    /// Marks the pool closed: waiters fail, idle connections close (the
+    /// returned tasks send their Terminate), and released ones are closed.
+    pub fn close(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.closed.store(true, Ordering::Release);
         let (idle, waiters) = {
             let mut st = self.lock();
@@ -179,9 +186,9 @@ impl Pool {
             let _ =
                 w.tx.send(Err(CheckoutError::Closed(self.key.database.clone())));
         }
-        for conn in idle {
-            self.forget(conn, true);
-        }
+        idle.into_iter()
+            .filter_map(|conn| self.forget_with_goodbye(conn, true))
+            .collect()
     }
 
     /// True once [`Self::close`] ran.
@@ -214,7 +221,7 @@ impl Pool {
                 let mut st = self.lock();
                 // Invariant: idle connections exist only while no client waits
                 // (checkin serves waiters first), so no pruning is needed here.
-                if st.waiters.is_empty() {
+                if st.waiters.is_empty() && !self.is_paused() {
                     st.idle.pop().map(Ok)
                 } else {
                     None
@@ -299,7 +306,7 @@ impl Pool {
     /// opened and the limits allow.
     fn grow_locked(&self, st: &mut State, s: &PoolSettings) {
         let waiting = st.waiters.len() as u32;
-        if st.connecting >= waiting || st.open >= s.size {
+        if st.connecting >= waiting || st.open >= s.size || self.is_paused() {
             return;
         }
         if !self.db.try_acquire() {
@@ -336,6 +343,7 @@ impl Pool {
                 {
                     let mut st = self.lock();
                     st.connecting -= 1;
+                    st.cards.insert(conn.id, conn.card());
                 }
                 self.checkin(conn);
             }
@@ -361,7 +369,11 @@ impl Pool {
     pub fn adopt(&self, conn: ServerConn) {
         let mut conn = Box::new(conn);
         conn.epoch = self.settings().epoch;
-        self.lock().open += 1;
+        {
+            let mut st = self.lock();
+            st.open += 1;
+            st.cards.insert(conn.id, conn.card());
+        }
         let _ = self.db.try_acquire();
         self.checkin(conn);
     }
@@ -374,6 +386,7 @@ impl Pool {
         conn.last_used = now;
         let mut st = self.lock();
         if self.is_closed()
+            || self.is_paused()
             || st.open > s.size
             || expired(&conn, &s, now)
             || self.db.has_wanting() && st.waiters.is_empty()
@@ -397,17 +410,28 @@ impl Pool {
 
     /// Drops a connection from the pool's count; `polite` sends Terminate.
     pub fn forget(&self, conn: Box<ServerConn>, polite: bool) {
+        let _ = self.forget_with_goodbye(conn, polite);
+    }
+
+    /// [`Self::forget`], returning the task that sends the Terminate.
+    fn forget_with_goodbye(
+        &self,
+        conn: Box<ServerConn>,
+        polite: bool,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         self.stats.server_closed();
         {
             let mut st = self.lock();
             st.open -= 1;
+            st.cards.remove(&conn.id);
             let s = self.settings();
             self.grow_locked(&mut st, &s);
         }
         self.db.release();
         if polite && tokio::runtime::Handle::try_current().is_ok() {
-            tokio::spawn((*conn).terminate());
+            return Some(tokio::spawn((*conn).terminate()));
         }
+        None
     }
 
     /// A slot of the database-wide cap freed up: retry growing.
@@ -469,7 +493,7 @@ impl Pool {
     pub fn fill_to_min(&self) {
         let s = self.settings();
         let mut st = self.lock();
-        while st.open < s.min_size.min(s.size) && !self.is_closed() {
+        while st.open < s.min_size.min(s.size) && !self.is_closed() && !self.is_paused() {
             if !self.db.try_acquire() {
                 break;
             }
@@ -477,6 +501,54 @@ impl Pool {
             st.connecting += 1;
             self.spawn_connect(&s);
         }
+    }
+
+    /// Admin PAUSE: new transactions wait, idle connections close now and
+    /// busy ones when released. [`Self::is_drained`] tells when none is left.
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+        for conn in self.take_idle_where(|_, _| true) {
+            self.forget(conn, true);
+        }
+    }
+
+    /// Admin RESUME: waiting clients get servers again.
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::Release);
+        let s = self.settings();
+        let mut st = self.lock();
+        // One connection per waiter, up to the limits.
+        loop {
+            let before = st.connecting;
+            self.grow_locked(&mut st, &s);
+            if st.connecting == before {
+                break;
+            }
+        }
+    }
+
+    /// True while paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// True when no server connection is open (a PAUSE has taken effect).
+    pub fn is_drained(&self) -> bool {
+        self.lock().open == 0
+    }
+
+    /// The open connections (`SHOW SERVERS`), each with when it went idle
+    /// (`None`: in use).
+    pub fn server_cards(&self) -> Vec<(ServerCard, Option<std::time::SystemTime>)> {
+        let now = std::time::SystemTime::now();
+        let st = self.lock();
+        st.cards
+            .values()
+            .map(|c| {
+                let idle = st.idle.iter().find(|i| i.id == c.id);
+                (c.clone(), idle.map(|i| now - i.last_used.elapsed()))
+            })
+            .collect()
     }
 
     /// How long the longest-waiting client has waited (zero if none waits).

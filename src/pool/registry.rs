@@ -53,10 +53,9 @@ impl Registry {
         v
     }
 
-    /// Closes every pool (shutdown).
-    pub fn close_all(&self) {
-        for p in self.pools() {
-            p.close();
-        }
+    /// Closes every pool (shutdown); returns the tasks saying goodbye to
+    /// the idle server connections.
+    pub fn close_all(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.pools().iter().flat_map(|p| p.close()).collect()
     }
 }

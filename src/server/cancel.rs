@@ -37,6 +37,8 @@ pub struct CancelSlot {
     state: Mutex<SlotState>,
     /// Notified when the client must close at its next idle moment.
     pub kill: tokio::sync::Notify,
+    /// What `SHOW CLIENTS` shows of the client.
+    pub card: crate::observe::cards::ClientCard,
 }
 
 impl CancelSlot {
@@ -58,6 +60,14 @@ impl CancelSlot {
             }
             Err(_) => true,
         }
+    }
+
+    /// Tells the client to close at its next idle moment (now, if idle).
+    pub fn close_when_idle(&self) {
+        self.card
+            .closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.kill.notify_one();
     }
 
     /// Takes the key to cancel, marking the connection as cancelled.
@@ -156,8 +166,16 @@ impl CancelRegistry {
     pub fn kill_all(&self) {
         let map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         for (_, slot) in map.values() {
-            slot.kill.notify_one();
+            slot.close_when_idle();
         }
+    }
+
+    /// Every connected client's pid and slot, by pid.
+    pub fn slots(&self) -> Vec<(u32, std::sync::Arc<CancelSlot>)> {
+        let map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = map.iter().map(|(pid, (_, s))| (*pid, s.clone())).collect();
+        v.sort_by_key(|(pid, _)| *pid);
+        v
     }
 
     /// Number of registered clients.

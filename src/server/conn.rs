@@ -142,6 +142,10 @@ pub struct ServerConn {
     /// Version of the pool settings it was opened under; a connection from
     /// an older version whose target changed is retired when released.
     pub epoch: u64,
+    /// The pooler's end of the socket.
+    pub local_addr: Option<std::net::SocketAddr>,
+    /// Wall-clock login time, for the admin console.
+    pub connected_at: std::time::SystemTime,
 }
 
 impl ServerConn {
@@ -179,6 +183,7 @@ impl ServerConn {
     /// in right after; benches and tests use it to pool plain sockets.
     pub fn unauthenticated(stream: TcpStream) -> std::io::Result<ServerConn> {
         let addr = stream.peer_addr()?;
+        let local_addr = stream.local_addr().ok();
         configure_socket(&stream);
         Ok(ServerConn {
             stream,
@@ -198,7 +203,20 @@ impl ServerConn {
             dirty: false,
             sequences_dirty: false,
             epoch: 0,
+            local_addr,
+            connected_at: std::time::SystemTime::now(),
         })
+    }
+
+    /// What `SHOW SERVERS` lists of this connection.
+    pub fn card(&self) -> crate::observe::cards::ServerCard {
+        crate::observe::cards::ServerCard {
+            id: self.id,
+            remote_pid: self.key.pid,
+            addr: self.key.addr,
+            local: self.local_addr,
+            connected: self.connected_at,
+        }
     }
 
     async fn login(&mut self, target: &ConnectTarget) -> Result<(), ConnectError> {

@@ -18,6 +18,7 @@ use crate::app::Shared;
 use crate::config::PoolMode;
 use crate::error::{sqlstate, ClientError};
 use crate::net::ClientStream;
+use crate::observe::cards::ClientInfo;
 use crate::pool::checkout::Release;
 use crate::pool::{Checkout, CheckoutError, Pool};
 use crate::protocol::frame::read_header;
@@ -32,6 +33,7 @@ use startup::Login;
 pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
     crate::server::conn::configure_socket(&stream);
     let peer = stream.peer_addr().ok();
+    let local = stream.local_addr().ok();
     let mut client = ClientStream::Plain(stream);
     let login = match startup::login(&mut client, &shared, peer).await {
         Ok(Some(startup::Admitted::Pool(login))) => login,
@@ -48,7 +50,23 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
             return;
         }
     };
-    tracing::info!(client = ?peer, db = %login.pool.key.database, user = %login.pool.key.user, "client logged in");
+    tracing::debug!(client = ?peer, db = %login.pool.key.database, user = %login.pool.key.user, "client logged in");
+    login.cancel_slot.card.set_info(ClientInfo {
+        user: login.pool.key.user.clone(),
+        database: login.pool.key.database.clone(),
+        peer,
+        local,
+        connected: std::time::SystemTime::now(),
+        application_name: login
+            .wanted
+            .get("application_name")
+            .unwrap_or_default()
+            .to_owned(),
+    });
+    // A drain that started during the login missed this client's slot.
+    if *shared.shutdown.borrow() {
+        login.cancel_slot.close_when_idle();
+    }
     let mut session = Session {
         client,
         login,
@@ -68,10 +86,10 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
                 .protocol_errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        tracing::info!(client = ?peer, code = e.code, error = %e.message, "client closed with error");
+        tracing::debug!(client = ?peer, code = e.code, error = %e.message, "client closed with error");
         send_error(&mut session.client, &e).await;
     } else {
-        tracing::info!(client = ?peer, "client disconnected");
+        tracing::debug!(client = ?peer, "client disconnected");
     }
 }
 
@@ -102,7 +120,13 @@ impl Session {
             if !self.wait_for_message().await? {
                 return Ok(());
             }
+            let card = &self.login.cancel_slot.card;
+            if card.closing.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(shutting_down());
+            }
+            card.waiting();
             let mut co = pool.checkout().await.map_err(checkout_error)?;
+            self.login.cancel_slot.card.active();
             let done = self.transaction(&pool, &mut co, !session_mode).await;
             let cancelled = self.login.cancel_slot.release();
             let (release, result) = match done {
@@ -137,6 +161,7 @@ impl Session {
                 Err(e) => (Release::Close, Err(e)),
             };
             co.release(if cancelled { Release::Close } else { release });
+            self.login.cancel_slot.card.idle(self.statements.len());
             // Keep the small first buffer between transactions (no allocation
             // per transaction); give back one that grew for a large message.
             if self.cbuf.is_empty() && self.cbuf.capacity() > 2 * relay::CLIENT_BUF_FIRST {
@@ -169,9 +194,7 @@ impl Session {
                 tokio::select! {
                     biased;
                     r = self.client.readable() => r.map_err(|_| closed())?,
-                    _ = self.login.cancel_slot.kill.notified() => {
-                        return Err(ClientError::fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down"));
-                    }
+                    _ = self.login.cancel_slot.kill.notified() => return Err(shutting_down()),
                 }
             }
             if self.cbuf.capacity() - self.cbuf.len() < relay::CLIENT_BUF_FIRST / 2 {
@@ -260,6 +283,10 @@ fn canonicalize(wanted: &mut ParamSet, conn: &crate::server::ServerConn) {
             }
         }
     }
+}
+
+fn shutting_down() -> ClientError {
+    ClientError::fatal(sqlstate::ADMIN_SHUTDOWN, "pooler is shutting down")
 }
 
 fn closed() -> ClientError {

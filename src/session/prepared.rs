@@ -67,6 +67,16 @@ impl ClientStatements {
         self.by_name.insert(name.into(), stmt);
     }
 
+    /// Number of named statements.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// True when the client has no named statements.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
     /// The statement a client name refers to.
     pub fn get(&self, name: &[u8]) -> Option<&Arc<Statement>> {
         self.by_name.get(name)

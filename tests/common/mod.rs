@@ -10,6 +10,7 @@
 //! check the tests themselves against a known pooler).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod console;
 pub mod extended;
 pub mod pgbouncer;
 mod pooler;

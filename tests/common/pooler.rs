@@ -55,6 +55,7 @@ pub struct PoolerBuilder {
     own_addr: bool,
     own_http: bool,
     own_auth_file: bool,
+    kind: Option<PoolerKind>,
 }
 
 impl PoolerBuilder {
@@ -100,7 +101,14 @@ dbname = "bench"
             own_addr: false,
             own_http: false,
             own_auth_file: false,
+            kind: None,
         }
+    }
+
+    /// Runs this pooler whatever `PGPOOL_TEST_POOLER` says (e.g. PgBouncer as a reference).
+    pub fn kind(mut self, kind: PoolerKind) -> PoolerBuilder {
+        self.kind = Some(kind);
+        self
     }
 
     /// Sets a dotted key (`"pool.default_pool_size"`, `"databases.app.pool_size"`) to a
@@ -206,7 +214,7 @@ dbname = "bench"
             .prefix("pgpool-rs-test-")
             .tempdir()
             .expect("temp dir");
-        let kind = PoolerKind::from_env();
+        let kind = self.kind.unwrap_or_else(PoolerKind::from_env);
         let text = self.config_text(port, http_port, dir.path());
         let config_path = dir.path().join("pool.toml");
         std::fs::write(&config_path, &text).expect("write pool.toml");

@@ -367,3 +367,21 @@ pub fn parameter_statuses(messages: &[(u8, Bytes)]) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Column names and type OIDs of a RowDescription body.
+pub fn row_description(body: &[u8]) -> Vec<(String, u32)> {
+    let count = u16::from_be_bytes([body[0], body[1]]) as usize;
+    let mut at = 2;
+    let mut columns = Vec::with_capacity(count);
+    for _ in 0..count {
+        let end = at + body[at..].iter().position(|b| *b == 0).expect("NUL-terminated name");
+        let name = String::from_utf8_lossy(&body[at..end]).into_owned();
+        // table oid (4), column number (2), then the type oid.
+        let t = end + 1 + 4 + 2;
+        let oid = u32::from_be_bytes([body[t], body[t + 1], body[t + 2], body[t + 3]]);
+        columns.push((name, oid));
+        // type oid (4), type size (2), type modifier (4), format (2).
+        at = t + 4 + 2 + 4 + 2;
+    }
+    columns
+}

@@ -1,0 +1,112 @@
+//! `SHOW CLIENTS` and `SHOW SERVERS`: one row per connection, with
+//! PgBouncer 1.21's columns (`prepared_statements` last, as 1.21 added it).
+
+use std::time::SystemTime;
+
+use super::show::{Table, INT4, TEXT};
+use crate::app::Shared;
+use crate::observe::cards::{format_time, ClientPhase};
+
+/// The columns both lists share.
+const COLUMNS: &[(&str, u32)] = &[
+    ("type", TEXT),
+    ("user", TEXT),
+    ("database", TEXT),
+    ("state", TEXT),
+    ("addr", TEXT),
+    ("port", INT4),
+    ("local_addr", TEXT),
+    ("local_port", INT4),
+    ("connect_time", TEXT),
+    ("request_time", TEXT),
+    ("wait", INT4),
+    ("wait_us", INT4),
+    ("close_needed", INT4),
+    ("ptr", TEXT),
+    ("link", TEXT),
+    ("remote_pid", INT4),
+    ("tls", TEXT),
+    ("application_name", TEXT),
+    ("prepared_statements", INT4),
+];
+
+fn ip(a: Option<std::net::SocketAddr>) -> (String, String) {
+    a.map_or((String::new(), "0".into()), |a| {
+        (a.ip().to_string(), a.port().to_string())
+    })
+}
+
+/// SHOW CLIENTS: clients logged in to a pool.
+pub fn clients(shared: &Shared) -> Table {
+    let mut t = Table::new(COLUMNS);
+    let now = SystemTime::now();
+    for (pid, slot) in shared.cancels.slots() {
+        let card = &slot.card;
+        let Some(info) = card.info() else { continue };
+        let phase = card.phase();
+        let waited = match phase {
+            ClientPhase::Waiting => now
+                .duration_since(card.request_time())
+                .unwrap_or_default(),
+            _ => std::time::Duration::ZERO,
+        };
+        let (addr, port) = ip(info.peer);
+        let (local_addr, local_port) = ip(info.local);
+        let closing = card.closing.load(std::sync::atomic::Ordering::Relaxed);
+        t.push(vec![
+            "C".into(),
+            info.user.clone(),
+            info.database.clone(),
+            phase.as_str().into(),
+            addr,
+            port,
+            local_addr,
+            local_port,
+            format_time(info.connected),
+            format_time(card.request_time()),
+            waited.as_secs().to_string(),
+            waited.subsec_micros().to_string(),
+            u8::from(closing).to_string(),
+            format!("{pid:#x}"),
+            String::new(),
+            "0".into(),
+            String::new(),
+            info.application_name.clone(),
+            card.prepared().to_string(),
+        ]);
+    }
+    t
+}
+
+/// SHOW SERVERS: open server connections of every pool.
+pub fn servers(shared: &Shared) -> Table {
+    let mut t = Table::new(COLUMNS);
+    for pool in shared.registry.pools() {
+        let user = pool.settings().target.user.clone();
+        for (card, idle) in pool.server_cards() {
+            let (local_addr, local_port) = ip(card.local);
+            t.push(vec![
+                "S".into(),
+                user.clone(),
+                pool.key.database.clone(),
+                if idle.is_some() { "idle" } else { "active" }.into(),
+                card.addr.ip().to_string(),
+                card.addr.port().to_string(),
+                local_addr,
+                local_port,
+                format_time(card.connected),
+                format_time(idle.unwrap_or(card.connected)),
+                "0".into(),
+                "0".into(),
+                "0".into(),
+                format!("{:#x}", card.id),
+                String::new(),
+                card.remote_pid.to_string(),
+                String::new(),
+                String::new(),
+                "0".into(),
+            ]);
+        }
+    }
+    t
+}
