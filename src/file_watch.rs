@@ -36,6 +36,11 @@ fn stamps(files: &[PathBuf]) -> Vec<Stamp> {
     files.iter().map(|f| stamp(f)).collect()
 }
 
+fn reload_count(shared: &Shared) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    shared.stats.reloads_ok.load(Relaxed) + shared.stats.reloads_failed.load(Relaxed)
+}
+
 /// Polls until the task is aborted.
 pub async fn run(shared: Arc<Shared>) {
     let mut files = watched(&shared);
@@ -43,14 +48,25 @@ pub async fn run(shared: Arc<Shared>) {
     let mut previous = applied.clone();
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reloads = reload_count(&shared);
     loop {
         tick.tick().await;
         let now = stamps(&files);
+        // A reload by SIGHUP or RELOAD since the last poll loaded the files
+        // as they are: no need to load them again.
+        if reload_count(&shared) != reloads {
+            reloads = reload_count(&shared);
+            files = watched(&shared);
+            applied = stamps(&files);
+            previous = applied.clone();
+            continue;
+        }
         // Reload when the files differ from what was loaded and have not
         // moved since the last poll (debounce).
         if now != applied && now == previous {
             tracing::info!("configuration or auth file changed; reloading");
             crate::reload::reload(&shared.config_path, &shared);
+            reloads = reload_count(&shared);
             // The auth file may have been renamed by the new config.
             files = watched(&shared);
             applied = stamps(&files);

@@ -552,7 +552,11 @@ fn psql_show_pools_and_version() {
         let out = psql_admin(&pooler, "pgbouncer", "md5_user", sql);
         assert!(out.status.success(), "{sql}: {}", output_text(&out));
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert_eq!(text.lines().next(), Some(CONN_COLUMNS.join(",").as_str()), "{sql}");
+        assert_eq!(
+            text.lines().next(),
+            Some(CONN_COLUMNS.join(",").as_str()),
+            "{sql}"
+        );
     }
 
     let out = psql_admin(&pooler, "pgpool", "app", "SHOW VERSION");
@@ -607,7 +611,10 @@ fn psql_errors_are_reported() {
         );
     }
     let out = psql_admin(&pooler, "pgbouncer", "app", "RESUME app");
-    assert!(!out.status.success(), "RESUME of a database not paused fails");
+    assert!(
+        !out.status.success(),
+        "RESUME of a database not paused fails"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not paused"),
         "{}",
@@ -648,9 +655,7 @@ fn app_row(shown: &Shown) -> &Vec<Option<String>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn clients_and_servers_list_each_connection_and_its_state() {
-    let pooler = console_pooler()
-        .set("databases.app.pool_size", "1")
-        .start();
+    let pooler = console_pooler().set("databases.app.pool_size", "1").start();
     let admin = console(&pooler, "app").await;
     let mut config = pooler.config("app", "app", password_of("app"));
     config.application_name("listed-app");
@@ -668,7 +673,10 @@ async fn clients_and_servers_list_each_connection_and_its_state() {
     assert_eq!(clients.int(row, "local_port"), i64::from(pooler.port()));
     assert_eq!(clients.get(row, "application_name"), Some("listed-app"));
     let connect_time = clients.get(row, "connect_time").expect("connect_time");
-    assert!(connect_time.ends_with(" UTC") && connect_time.len() == 23, "{connect_time}");
+    assert!(
+        connect_time.ends_with(" UTC") && connect_time.len() == 23,
+        "{connect_time}"
+    );
 
     let servers = show(&admin, "SHOW SERVERS").await;
     assert_eq!(servers.columns, CONN_COLUMNS);
@@ -687,9 +695,7 @@ async fn clients_and_servers_list_each_connection_and_its_state() {
     // Inside a transaction both sides are active; a second client waits.
     app.batch_execute("BEGIN; SELECT 1").await.expect("begin");
     let other = pooler.connect_app().await;
-    let waiting = tokio::spawn(async move {
-        other.simple_query("SELECT 2").await.map(|_| other)
-    });
+    let waiting = tokio::spawn(async move { other.simple_query("SELECT 2").await.map(|_| other) });
     wait_until(Duration::from_secs(5), "second client waiting", || async {
         show(&admin, "SHOW CLIENTS")
             .await
@@ -723,7 +729,10 @@ async fn pause_waits_for_transactions_then_holds_new_ones_until_resume() {
     let pause = tokio::spawn(async move { pausing.simple_query("PAUSE app").await.map(|_| ()) });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!pause.is_finished(), "PAUSE waits for the open transaction");
-    first.batch_execute("COMMIT").await.expect("commit during PAUSE");
+    first
+        .batch_execute("COMMIT")
+        .await
+        .expect("commit during PAUSE");
     tokio::time::timeout(Duration::from_secs(5), pause)
         .await
         .expect("PAUSE returns once the transaction ended")
@@ -736,7 +745,10 @@ async fn pause_waits_for_transactions_then_holds_new_ones_until_resume() {
     let bench = dbs.rows_where("name", "bench");
     assert_eq!(dbs.int(bench[0], "paused"), 0, "only app is paused");
     assert!(
-        show(&admin, "SHOW SERVERS").await.rows_where("database", "app").is_empty(),
+        show(&admin, "SHOW SERVERS")
+            .await
+            .rows_where("database", "app")
+            .is_empty(),
         "PAUSE closed app's server connections"
     );
 
@@ -769,7 +781,8 @@ async fn pause_waits_for_transactions_then_holds_new_ones_until_resume() {
 /// Column names and type OIDs of `sql` on a console, through the raw protocol.
 async fn columns_of(port: u16, sql: &str) -> Vec<(String, u32)> {
     let mut conn = raw::RawConn::connect(port).await;
-    conn.login("pgbouncer", "app", password_of("app"), &[]).await;
+    conn.login("pgbouncer", "app", password_of("app"), &[])
+        .await;
     let messages = conn.simple_query(sql).await;
     let (_, body) = messages
         .iter()
@@ -786,7 +799,9 @@ async fn console_columns_match_the_installed_pgbouncer() {
     if PoolerKind::is_pgbouncer() {
         return; // comparing PgBouncer with itself says nothing
     }
-    let found = std::process::Command::new("pgbouncer").arg("--version").output();
+    let found = std::process::Command::new("pgbouncer")
+        .arg("--version")
+        .output();
     assert!(
         found.is_ok(),
         "pgbouncer is not installed (apt-get install pgbouncer; .ci/run does it)"

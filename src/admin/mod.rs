@@ -203,7 +203,11 @@ async fn run(sql: &str, shared: &Arc<Shared>, access: Access, out: &mut BytesMut
                     break;
                 }
                 if pools.iter().any(|p| !p.is_paused()) {
-                    return error(out, "55000", "PAUSE was undone by RESUME before it took effect");
+                    return error(
+                        out,
+                        "55000",
+                        "PAUSE was undone by RESUME before it took effect",
+                    );
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }

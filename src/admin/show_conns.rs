@@ -45,9 +45,7 @@ pub fn clients(shared: &Shared) -> Table {
         let Some(info) = card.info() else { continue };
         let phase = card.phase();
         let waited = match phase {
-            ClientPhase::Waiting => now
-                .duration_since(card.request_time())
-                .unwrap_or_default(),
+            ClientPhase::Waiting => now.duration_since(card.request_time()).unwrap_or_default(),
             _ => std::time::Duration::ZERO,
         };
         let (addr, port) = ip(info.peer);

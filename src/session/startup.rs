@@ -142,15 +142,18 @@ async fn login_inner(
         .map_err(|e| ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
 
     let snapshot = shared.snapshot();
-    let credential =
-        super::auth::authenticate(client, &snapshot, &user, peer, &shared.stats).await?;
+    let credential = super::auth::authenticate(client, &snapshot, &user, peer, &shared.stats)
+        .await
+        .inspect_err(|e| login_failed(&user, &database, peer, e))?;
 
     if crate::admin::ADMIN_DATABASES.contains(&database.as_str()) {
         let Some(access) = crate::admin::access_of(shared, &user) else {
-            return Err(ClientError::fatal(
+            let e = ClientError::fatal(
                 sqlstate::INVALID_AUTHORIZATION,
                 format!("user \"{user}\" is not allowed to use the admin console (not in admin_users or stats_users)"),
-            ));
+            );
+            login_failed(&user, &database, peer, &e);
+            return Err(e);
         };
         let mut out = BytesMut::with_capacity(256);
         crate::admin::welcome(
@@ -162,10 +165,12 @@ async fn login_inner(
         return Ok(Some(Admitted::Console(access)));
     }
     let Some(db) = snapshot.config.databases.get(&database) else {
-        return Err(ClientError::fatal(
+        let e = ClientError::fatal(
             sqlstate::INVALID_CATALOG_NAME,
             format!("database \"{database}\" does not exist"),
-        ));
+        );
+        login_failed(&user, &database, peer, &e);
+        return Err(e);
     };
     let key = PoolKey {
         database: database.clone(),
@@ -212,6 +217,18 @@ async fn login_inner(
         cancel_pid,
         cancel_slot,
     })))
+}
+
+/// One info line per refused login: who, where from, why — never a password.
+fn login_failed(user: &str, database: &str, peer: Option<SocketAddr>, e: &ClientError) {
+    tracing::info!(
+        user,
+        db = database,
+        client = ?peer,
+        code = e.code,
+        reason = %e.message,
+        "login failed"
+    );
 }
 
 fn protocol_violation(e: impl std::fmt::Display) -> ClientError {

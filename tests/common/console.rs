@@ -115,4 +115,3 @@ pub async fn command_ok(client: &Client, sql: &str) -> String {
     );
     sql.to_string()
 }
-

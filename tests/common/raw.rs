@@ -374,7 +374,11 @@ pub fn row_description(body: &[u8]) -> Vec<(String, u32)> {
     let mut at = 2;
     let mut columns = Vec::with_capacity(count);
     for _ in 0..count {
-        let end = at + body[at..].iter().position(|b| *b == 0).expect("NUL-terminated name");
+        let end = at
+            + body[at..]
+                .iter()
+                .position(|b| *b == 0)
+                .expect("NUL-terminated name");
         let name = String::from_utf8_lossy(&body[at..end]).into_owned();
         // table oid (4), column number (2), then the type oid.
         let t = end + 1 + 4 + 2;
