@@ -218,10 +218,19 @@ async fn metrics_follow_real_traffic() {
         || async {
             let m = get(&pooler, "/metrics").await.body;
             sample(&m, "pgpool_login_failures_total") == Some(1.0)
+                && sample(&m, r#"pgpool_errors_total{kind="login"}"#) == Some(1.0)
                 && sample(&m, r#"pgpool_reloads_total{result="ok"}"#) == Some(1.0)
         },
     )
     .await;
+    let m = get(&pooler, "/metrics").await.body;
+    for kind in ["refused", "protocol", "wait_timeout", "server_connect", "server_lost"] {
+        assert_eq!(
+            sample(&m, &format!("pgpool_errors_total{{kind=\"{kind}\"}}")),
+            Some(0.0),
+            "{kind}"
+        );
+    }
 }
 
 #[tokio::test]

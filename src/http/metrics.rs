@@ -20,6 +20,7 @@
 //! Pooler-wide: `pgpool_clients_connected`, `pgpool_clients_refused_total`,
 //! `pgpool_login_failures_total`, `pgpool_protocol_errors_total`,
 //! `pgpool_cancels_forwarded_total`, `pgpool_reloads_total{result="ok|failed"}`,
+//! `pgpool_errors_total{kind="refused|login|protocol|wait_timeout|server_connect|server_lost"}`,
 //! `pgpool_build_info{version}`.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -308,6 +309,28 @@ impl Scrape {
         for (name, help, kind, value) in globals {
             let family = enc.encode_descriptor(name, help, None, kind.into())?;
             encode_value(kind, value, family)?;
+        }
+        let mut family = enc.encode_descriptor(
+            "pgpool_errors",
+            "Errors by kind: refused (max_client_conn), login, protocol, wait_timeout \
+             (query_wait_timeout), server_connect (a server connection could not be opened), \
+             server_lost (a server connection died mid-transaction)",
+            None,
+            MetricType::Counter,
+        )?;
+        let pools = self.shared.registry.pools();
+        let per_pool = |f: fn(&crate::observe::PoolStats) -> &std::sync::atomic::AtomicU64| {
+            pools.iter().map(|p| f(&p.stats).load(Relaxed)).sum::<u64>()
+        };
+        for (kind, n) in [
+            ("refused", s.clients_refused.load(Relaxed)),
+            ("login", s.login_failures.load(Relaxed)),
+            ("protocol", s.protocol_errors.load(Relaxed)),
+            ("wait_timeout", per_pool(|p| &p.wait_timeouts)),
+            ("server_connect", per_pool(|p| &p.connect_failures)),
+            ("server_lost", per_pool(|p| &p.servers_lost)),
+        ] {
+            ConstCounter::new(n).encode(family.encode_family(&[("kind", kind)])?)?;
         }
         let mut family = enc.encode_descriptor(
             "pgpool_reloads",

@@ -43,6 +43,12 @@ pub struct PoolStats {
     pub prepared_misses: AtomicU64,
     /// Prepared statements closed to stay within `max_prepared_statements`.
     pub prepared_evictions: AtomicU64,
+    /// Clients failed after `query_wait_timeout`.
+    pub wait_timeouts: AtomicU64,
+    /// Server connections that could not be opened.
+    pub connect_failures: AtomicU64,
+    /// Server connections lost in the middle of a transaction.
+    pub servers_lost: AtomicU64,
 }
 
 impl PoolStats {

@@ -349,6 +349,7 @@ impl Pool {
             }
             Err(e) => {
                 tracing::warn!(pool = %self.key.database, user = %self.key.user, error = %e, "server connection failed");
+                self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
                 let e = CheckoutError::Connect(Arc::new(e));
                 let waiters = {
                     let mut st = self.lock();
@@ -484,8 +485,12 @@ impl Pool {
             }
         }
         for w in expired {
-            let _ =
-                w.tx.send(Err(CheckoutError::WaitTimeout(timeout.as_secs())));
+            if w.tx
+                .send(Err(CheckoutError::WaitTimeout(timeout.as_secs())))
+                .is_ok()
+            {
+                self.stats.wait_timeouts.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 

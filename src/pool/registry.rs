@@ -41,6 +41,7 @@ impl Registry {
                 .clone()
         };
         let pool = Pool::new(key.clone(), settings(), limit);
+        tracing::info!(db = %key.database, user = %key.user, "pool created");
         pools.insert(key.clone(), pool.clone());
         pool
     }

@@ -152,6 +152,9 @@ impl Session {
                     (release, Ok(false))
                 }
                 Ok(Outcome::ServerGone { told_client }) => {
+                    pool.stats
+                        .servers_lost
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let e = ClientError::fatal(
                         sqlstate::CONNECTION_FAILURE,
                         "server connection closed unexpectedly during the transaction",
