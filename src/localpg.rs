@@ -7,6 +7,7 @@
 //! (including clusters kept in a `static`, which Rust never drops).
 
 mod process;
+mod replica;
 mod text;
 
 use std::fs::{File, OpenOptions};
@@ -103,6 +104,7 @@ impl LocalPgOptions {
             hba_lines: vec![
                 "local all all trust".into(),
                 "host all postgres 127.0.0.1/32 trust".into(),
+                "host replication postgres 127.0.0.1/32 trust".into(),
                 "host all trust_user 127.0.0.1/32 trust".into(),
                 "host all md5_user 127.0.0.1/32 md5".into(),
                 "host all plain_user 127.0.0.1/32 password".into(),
@@ -420,13 +422,15 @@ impl LocalPostgres {
     }
 
     /// `postmaster.pid` names our child (not a stale file left by a killed server) and its
-    /// line 8, the postmaster's status, says "ready".
+    /// line 8, the postmaster's status, says "ready" (or "standby": a hot standby that
+    /// accepts connections).
     fn postmaster_ready(&self, pid: u32) -> bool {
         let Ok(file) = std::fs::read_to_string(self.data_dir().join("postmaster.pid")) else {
             return false;
         };
         let lines: Vec<&str> = file.lines().map(str::trim).collect();
-        lines.first() == Some(&pid.to_string().as_str()) && lines.get(7) == Some(&"ready")
+        lines.first() == Some(&pid.to_string().as_str())
+            && matches!(lines.get(7), Some(&"ready") | Some(&"standby"))
     }
 
     fn log_tail(&self, from: u64) -> String {

@@ -1,0 +1,95 @@
+//! Streaming replicas of a [`LocalPostgres`] (`pg_basebackup -R`), and promotion, for
+//! tests of writer/reader roles and failover.
+
+use std::process::Stdio;
+
+use super::process::{free_port, spawn_watchdog, RunAs};
+use super::{check_output, LocalPgError, LocalPostgres, START_ATTEMPTS};
+
+impl LocalPostgres {
+    /// Starts a hot standby streaming from this server, on its own free port. The
+    /// primary's `pg_hba.conf` must allow `replication` for `postgres` over TCP (the
+    /// test and demo options do).
+    pub fn start_replica(&self) -> Result<LocalPostgres, LocalPgError> {
+        let dir = tempfile::Builder::new()
+            .prefix("pgpool-rs-pg-replica-")
+            .tempdir()
+            .map_err(|source| LocalPgError::Io {
+                action: "creating a temporary directory",
+                source,
+            })?;
+        let run_as = RunAs::for_dir_we_created(dir.path())?;
+        run_as.chown(dir.path())?;
+        let mut replica = LocalPostgres {
+            bin_dir: self.bin_dir.clone(),
+            run_as,
+            port: 0,
+            postmaster: None,
+            watchdog: None,
+            dir,
+        };
+        replica.watchdog = Some(spawn_watchdog(replica.dir.path(), &replica.data_dir())?);
+        let out = replica
+            .run_as
+            .command(&replica.bin("pg_basebackup"), replica.dir.path())
+            .arg("-D")
+            .arg(replica.data_dir())
+            .args(["-h", self.host(), "-p", &self.port().to_string()])
+            .args(["-U", "postgres", "-R", "-X", "stream", "--no-sync", "--checkpoint=fast"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| LocalPgError::Io {
+                action: "running pg_basebackup",
+                source,
+            })?;
+        check_output("pg_basebackup", &out)?;
+        // The copied postgresql.conf points at the primary's socket directory.
+        let conf = format!(
+            "\n# replica\nunix_socket_directories = '{}'\nhot_standby = on\n",
+            replica.dir.path().display()
+        );
+        replica.write_data_file("postgresql.conf", &conf, true)?;
+        let mut last_err = None;
+        for _ in 0..START_ATTEMPTS {
+            replica.port = free_port().map_err(|source| LocalPgError::Io {
+                action: "finding a free port",
+                source,
+            })?;
+            match replica.start_postmaster() {
+                Ok(()) => return Ok(replica),
+                Err(err) => last_err = Some(err),
+            }
+        }
+        Err(last_err.unwrap_or(LocalPgError::StartFailed {
+            port: replica.port,
+            log_tail: String::new(),
+        }))
+    }
+
+    /// Promotes a standby to primary and waits until it accepts writes.
+    pub fn promote(&self) -> Result<(), LocalPgError> {
+        let out = self
+            .run_as
+            .command(&self.bin("pg_ctl"), self.dir.path())
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["promote", "-w", "-t", "30"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| LocalPgError::Io {
+                action: "running pg_ctl promote",
+                source,
+            })?;
+        check_output("pg_ctl promote", &out)
+    }
+
+    /// Stops the server at once (`immediate`: like a crash; a standby keeps its data).
+    pub fn crash(&mut self) -> Result<(), LocalPgError> {
+        self.stop_with("immediate")
+    }
+
+    /// True when the server is a standby (`pg_is_in_recovery()`).
+    pub fn is_in_recovery(&self) -> Result<bool, LocalPgError> {
+        Ok(self.psql("postgres", "SELECT pg_is_in_recovery()")? == "t")
+    }
+}
