@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod health_check;
 pub mod http;
 pub mod localpg;
 pub mod net;
