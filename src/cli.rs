@@ -1,4 +1,4 @@
-//! Command-line interface (clap): run, `--check`, `demo`, `convert`.
+//! Command-line interface (clap): run, `--check`, `demo`, `convert`, `health`.
 
 use std::path::PathBuf;
 
@@ -35,4 +35,7 @@ pub enum Command {
         /// The pgbouncer.ini to read.
         file: PathBuf,
     },
+    /// GET the pooler's /health/ready (or --url): exit 0 on 200, 1 otherwise.
+    /// For container health checks; the default URL comes from --config.
+    Health(crate::health_check::HealthOptions),
 }

@@ -22,6 +22,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod file_watch;
+pub mod health_check;
 pub mod http;
 pub mod localpg;
 pub mod net;

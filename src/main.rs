@@ -51,6 +51,9 @@ fn main() -> ExitCode {
         Some(Command::Demo(opts)) => runtime
             .block_on(pgpool_rs::demo::run(opts))
             .map_err(|e| e.to_string()),
+        Some(Command::Health(opts)) => runtime
+            .block_on(pgpool_rs::health_check::run(&opts, &cli.config))
+            .map(|line| println!("{line}")),
         Some(Command::Convert { file }) => {
             Err(format!("convert {}: not implemented yet", file.display()))
         }
