@@ -29,7 +29,7 @@ pub fn spawn(pool: Weak<Pool>) {
             }
             pool.expire_waiters();
             n = n.wrapping_add(1);
-            if n % TIDY_EVERY == 0 {
+            if n.is_multiple_of(TIDY_EVERY) {
                 run_once(&pool);
             }
         }
