@@ -43,6 +43,7 @@ pub(super) const POOL_KEYS: &[&str] = &[
     "server_idle_timeout",
     "server_lifetime",
     "server_connect_timeout",
+    "dns_max_ttl",
     "server_tls",
     "query_wait_timeout",
     "query_timeout",
@@ -59,6 +60,7 @@ pub(super) const DATABASE_KEYS: &[&str] = &[
     "port",
     "dbname",
     "role",
+    "fallback_to_writer",
     "pool_size",
     "min_pool_size",
     "max_db_connections",
@@ -195,6 +197,7 @@ pub(super) fn read_pool(rd: &mut Reader<'_>, sec: &Section<'_>) -> PoolSettings 
         server_connect_timeout: sec
             .duration(rd, "server_connect_timeout", 1)
             .unwrap_or(d.server_connect_timeout),
+        dns_max_ttl: sec.duration(rd, "dns_max_ttl", 0).unwrap_or(d.dns_max_ttl),
         server_tls: sec
             .choice(rd, "server_tls", ServerTls::ALL)
             .unwrap_or(d.server_tls),
@@ -255,6 +258,7 @@ fn read_database(rd: &mut Reader<'_>, sec: &Section<'_>, name: &str) -> Database
         hosts,
         dbname: identifier(rd, sec, "dbname").unwrap_or_else(|| name.to_owned()),
         role: sec.choice(rd, "role", Role::ALL).unwrap_or_default(),
+        fallback_to_writer: sec.boolean(rd, "fallback_to_writer").unwrap_or(true),
         pool_size: sec.count(rd, "pool_size", 1),
         min_pool_size: sec.count(rd, "min_pool_size", 0),
         max_db_connections: sec.count(rd, "max_db_connections", 0),

@@ -230,6 +230,9 @@ pub struct PoolSettings {
     pub server_lifetime: Duration,
     /// Give up connecting (TCP + TLS + auth) to a server after this. At least 1 s.
     pub server_connect_timeout: Duration,
+    /// Host names are re-resolved at most this often (0 = at every new
+    /// connection). Aurora's DNS TTL is 5 s.
+    pub dns_max_ttl: Duration,
     /// TLS towards servers.
     pub server_tls: ServerTls,
     /// A client waiting this long for a server gets an error; 0 = wait forever.
@@ -264,6 +267,7 @@ impl Default for PoolSettings {
             server_idle_timeout: Duration::from_secs(600),
             server_lifetime: Duration::from_secs(3600),
             server_connect_timeout: Duration::from_secs(5),
+            dns_max_ttl: Duration::from_secs(5),
             server_tls: ServerTls::Prefer,
             query_wait_timeout: Duration::from_secs(120),
             query_timeout: Duration::ZERO,
@@ -308,6 +312,9 @@ pub struct Database {
     pub dbname: String,
     /// What the server must be.
     pub role: Role,
+    /// A `reader` entry may use the writer while no reader is up (as Aurora's
+    /// reader endpoint does). Default true.
+    pub fallback_to_writer: bool,
     /// Overrides `pool.default_pool_size`.
     pub pool_size: Option<u32>,
     /// Overrides `pool.min_pool_size`.
