@@ -51,9 +51,7 @@ fn main() -> ExitCode {
         Some(Command::Demo(opts)) => runtime
             .block_on(pgpool_rs::demo::run(opts))
             .map_err(|e| e.to_string()),
-        Some(Command::Convert { file }) => {
-            Err(format!("convert {}: not implemented yet", file.display()))
-        }
+        Some(Command::Convert { file }) => convert(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,6 +60,21 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `convert`: the pool.toml on stdout, a one-line summary on stderr.
+fn convert(file: &std::path::Path) -> Result<(), String> {
+    let done = pgpool_rs::convert::convert_file(file).map_err(|e| e.to_string())?;
+    print!("{}", done.toml);
+    eprintln!(
+        "pgpool-rs: converted {}: {} setting(s) not carried over, {} database entr{} \
+         commented out (see the comments in the output)",
+        file.display(),
+        done.not_carried,
+        done.disabled_databases,
+        if done.disabled_databases == 1 { "y" } else { "ies" },
+    );
+    Ok(())
 }
 
 fn init_logging() {
