@@ -72,7 +72,11 @@ fn convert(file: &std::path::Path) -> Result<(), String> {
         file.display(),
         done.not_carried,
         done.disabled_databases,
-        if done.disabled_databases == 1 { "y" } else { "ies" },
+        if done.disabled_databases == 1 {
+            "y"
+        } else {
+            "ies"
+        },
     );
     Ok(())
 }

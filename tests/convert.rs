@@ -31,7 +31,11 @@ fn convert(ini: &Path) -> Output {
 /// its text and path.
 fn convert_ok(ini: &Path) -> (String, PathBuf) {
     let out = convert(ini);
-    assert!(out.status.success(), "convert failed:\n{}", output_text(&out));
+    assert!(
+        out.status.success(),
+        "convert failed:\n{}",
+        output_text(&out)
+    );
     let text = String::from_utf8(out.stdout).expect("UTF-8 output");
     let path = ini.with_file_name("pool.toml");
     std::fs::write(&path, &text).expect("write pool.toml");
@@ -114,7 +118,10 @@ fn converts_the_config_our_users_run_today() {
     assert_eq!(c.listen.addr.to_string(), "0.0.0.0:5432");
     assert_eq!(c.listen.max_client_conn, 1000);
     assert_eq!(c.auth.auth_type, AuthType::Md5);
-    assert_eq!(c.auth.file.as_deref(), Some(dir.path().join("userlist.txt").as_path()));
+    assert_eq!(
+        c.auth.file.as_deref(),
+        Some(dir.path().join("userlist.txt").as_path())
+    );
     assert_eq!(c.auth.admin_users, vec!["admin"]);
     assert_eq!(c.auth.stats_users, vec!["datadog", "monitor"]);
     assert_eq!(c.pool.mode, PoolMode::Transaction);
@@ -131,9 +138,18 @@ fn converts_the_config_our_users_run_today() {
     assert_eq!(db.hosts[0].port, 5432);
     assert_eq!(db.dbname, "skillswap");
     assert_eq!(db.role, Role::Writer);
-    assert_comment(&text, "note: role inferred: the host is an Aurora cluster (writer) endpoint");
-    assert_comment(&text, "not carried over: logfile = /var/log/pgbouncer/pgbouncer.log — ");
-    assert_comment(&text, "not carried over: pidfile = /var/run/pgbouncer/pgbouncer.pid — ");
+    assert_comment(
+        &text,
+        "note: role inferred: the host is an Aurora cluster (writer) endpoint",
+    );
+    assert_comment(
+        &text,
+        "not carried over: logfile = /var/log/pgbouncer/pgbouncer.log — ",
+    );
+    assert_comment(
+        &text,
+        "not carried over: pidfile = /var/run/pgbouncer/pgbouncer.pid — ",
+    );
 }
 
 #[test]
@@ -182,7 +198,10 @@ fn includes_fallback_users_and_unsupported_settings_each_get_a_comment() {
         ("stats_period = 30", "tuning.ini:2"),
         ("unix_socket_dir = /var/run/postgresql", "tuning.ini:3"),
         ("tcp_keepalive = 1", "tuning.ini:4"),
-        ("ignore_startup_parameters = extra_float_digits", "tuning.ini:5"),
+        (
+            "ignore_startup_parameters = extra_float_digits",
+            "tuning.ini:5",
+        ),
         ("[databases] * = host=fallback.internal", "databases.ini:2"),
         (
             "[users] reporting = pool_mode=session max_user_connections=5",
@@ -195,8 +214,8 @@ fn includes_fallback_users_and_unsupported_settings_each_get_a_comment() {
             .unwrap_or_else(|| panic!("no comment for {setting}:\n{text}"));
         assert!(comment.ends_with(&format!("[{file_line}]")), "{comment}");
     }
-    let stderr = String::from_utf8_lossy(&convert(&dir.path().join("pgbouncer.ini")).stderr)
-        .into_owned();
+    let stderr =
+        String::from_utf8_lossy(&convert(&dir.path().join("pgbouncer.ini")).stderr).into_owned();
     assert!(stderr.contains("6 setting(s) not carried over"), "{stderr}");
 }
 
@@ -208,13 +227,32 @@ fn errors_name_the_file_and_line_and_exit_non_zero() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(err.contains(&format!("{}: cannot read", missing.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}: cannot read", missing.display())),
+        "{err}"
+    );
 
     let cases = [
-        ("[pgbouncer]\nlisten_port = 6432\nmax_client_conn 100\n", 3, "expected \"key = value\""),
-        ("[pgbouncer]\npool_mode = sometimes\n", 2, "pool_mode: expected session"),
-        ("[databases]\n\napp = host='unclosed\n", 3, "app: host: the quoted value has no closing quote"),
-        ("[pgbouncer]\n%include gone.ini\n", 2, "%include gone.ini: cannot read"),
+        (
+            "[pgbouncer]\nlisten_port = 6432\nmax_client_conn 100\n",
+            3,
+            "expected \"key = value\"",
+        ),
+        (
+            "[pgbouncer]\npool_mode = sometimes\n",
+            2,
+            "pool_mode: expected session",
+        ),
+        (
+            "[databases]\n\napp = host='unclosed\n",
+            3,
+            "app: host: the quoted value has no closing quote",
+        ),
+        (
+            "[pgbouncer]\n%include gone.ini\n",
+            2,
+            "%include gone.ini: cannot read",
+        ),
     ];
     for (text, line, what) in cases {
         let ini = dir.path().join("bad.ini");
@@ -224,7 +262,10 @@ fn errors_name_the_file_and_line_and_exit_non_zero() {
         assert!(out.stdout.is_empty(), "{text:?}");
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         let located = format!("{}:{line}: ", ini.display());
-        assert!(err.contains(&located) && err.contains(what), "{text:?}:\n{err}");
+        assert!(
+            err.contains(&located) && err.contains(what),
+            "{text:?}:\n{err}"
+        );
     }
 }
 
@@ -321,11 +362,17 @@ async fn a_converted_config_serves_queries() {
     .await
     .expect("connect through the converted pooler");
     let row = client
-        .query_one("SELECT current_database(), current_user, $1::int + 1", &[&41i32])
+        .query_one(
+            "SELECT current_database(), current_user, $1::int + 1",
+            &[&41i32],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "app");
     assert_eq!(row.get::<_, String>(1), "app");
     assert_eq!(row.get::<_, i32>(2), 42);
-    assert_eq!(simple_value(&client, "SHOW server_version_num").await.len(), 6);
+    assert_eq!(
+        simple_value(&client, "SHOW server_version_num").await.len(),
+        6
+    );
 }

@@ -164,7 +164,10 @@ fn set_hosts(db: &mut Database, hosts: &[String]) {
         );
         return;
     }
-    if let Some(socket) = hosts.iter().find(|h| h.starts_with('/') || h.starts_with('@')) {
+    if let Some(socket) = hosts
+        .iter()
+        .find(|h| h.starts_with('/') || h.starts_with('@'))
+    {
         db.disabled = Some(format!(
             "host {socket} is a Unix socket; pgpool-rs connects over TCP only: set the \
              server's TCP address"
@@ -244,13 +247,13 @@ fn set_role(
 fn cap_min_pool_size(db: &mut Database, g: Globals) {
     let min = count_of(&db.section, "min_pool_size").unwrap_or(g.min_pool_size);
     let size = count_of(&db.section, "pool_size").unwrap_or(g.default_pool_size);
-    let limit = match count_of(&db.section, "max_db_connections").unwrap_or(g.max_db_connections)
-    {
+    let limit = match count_of(&db.section, "max_db_connections").unwrap_or(g.max_db_connections) {
         0 => size,
         max => size.min(max),
     };
     if min > limit {
-        let note = format!("{min} is more than this entry's pool may hold; capped as PgBouncer does");
+        let note =
+            format!("{min} is more than this entry's pool may hold; capped as PgBouncer does");
         db.section
             .set_noted("min_pool_size", i64::from(limit), Some(note));
     }
@@ -278,4 +281,3 @@ pub(super) fn other_section(entry: &Entry, plan: &mut Plan) {
     let value = connstr::redacted(&entry.value);
     plan.drop_setting(what, value, why, &entry.origin);
 }
-

@@ -95,7 +95,12 @@ fn section(out: &mut String, name: &str, section: &Section, order: &[&str]) {
 /// The keys of a section in `order`, each after its notes; `prefix` comments them out.
 fn keys(out: &mut String, section: &Section, order: &[&str], prefix: &str) {
     let mut sorted: Vec<_> = section.keys.iter().collect();
-    sorted.sort_by_key(|k| order.iter().position(|o| *o == k.name).unwrap_or(order.len()));
+    sorted.sort_by_key(|k| {
+        order
+            .iter()
+            .position(|o| *o == k.name)
+            .unwrap_or(order.len())
+    });
     for key in sorted {
         for note in &key.notes {
             comment(out, "note: ", note);

@@ -165,10 +165,7 @@ fn resolve_include(including: &Path, target: &Path) -> PathBuf {
     if target.is_absolute() {
         return target.to_path_buf();
     }
-    let beside = including
-        .parent()
-        .unwrap_or(Path::new(""))
-        .join(target);
+    let beside = including.parent().unwrap_or(Path::new("")).join(target);
     if beside.exists() {
         beside
     } else {

@@ -99,12 +99,8 @@ fn client_tls<'a>(
     ];
     for (ini_key, toml_key) in files {
         if let Some(entry) = get(ini_key) {
-            plan.listen.set(toml_key, entry.value.as_str());
-            if !entry.value.starts_with('/') {
-                let note = "relative: PgBouncer read it from its working directory, \
-                            pgpool-rs reads it from this file's directory";
-                plan.listen.note(toml_key, note.to_owned());
-            }
+            let note = values::path_note(&entry.value);
+            plan.listen.set_noted(toml_key, entry.value.as_str(), note);
         }
     }
     let Some(entry) = get("client_tls_sslmode") else {

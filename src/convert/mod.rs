@@ -112,7 +112,11 @@ pub fn convert_file(path: &Path) -> Result<Conversion, ConvertError> {
     Ok(Conversion {
         toml,
         not_carried: plan.dropped.len(),
-        disabled_databases: plan.databases.iter().filter(|d| d.disabled.is_some()).count(),
+        disabled_databases: plan
+            .databases
+            .iter()
+            .filter(|d| d.disabled.is_some())
+            .count(),
     })
 }
 
@@ -160,5 +164,8 @@ fn in_entry(key: &str, name: &str) -> bool {
             name.replace('\\', "\\\\").replace('"', "\\\"")
         )
     };
-    key == entry || key.strip_prefix(&entry).is_some_and(|rest| rest.starts_with('.'))
+    key == entry
+        || key
+            .strip_prefix(&entry)
+            .is_some_and(|rest| rest.starts_with('.'))
 }

@@ -98,8 +98,12 @@ fn map_one(entry: &Entry, plan: &mut Plan) -> Result<(), ConvertError> {
     }
     match key {
         // Read together, in listen.rs.
-        "listen_addr" | "listen_port" | "client_tls_sslmode" | "client_tls_cert_file"
-        | "client_tls_key_file" | "server_tls_sslmode" => {}
+        "listen_addr"
+        | "listen_port"
+        | "client_tls_sslmode"
+        | "client_tls_cert_file"
+        | "client_tls_key_file"
+        | "server_tls_sslmode" => {}
         "max_client_conn" => {
             if let Some(n) = count(entry, plan, 1)? {
                 plan.listen.set("max_client_conn", n);
@@ -108,12 +112,8 @@ fn map_one(entry: &Entry, plan: &mut Plan) -> Result<(), ConvertError> {
         "pool_mode" => pool_mode(entry, plan)?,
         "auth_type" => auth_type(entry, plan)?,
         "auth_file" => {
-            plan.auth.set("file", entry.value.as_str());
-            if !entry.value.starts_with('/') {
-                let note = "PgBouncer reads a relative auth_file from its working directory; \
-                            pgpool-rs from this file's directory";
-                plan.auth.note("file", note.to_owned());
-            }
+            let note = values::path_note(&entry.value);
+            plan.auth.set_noted("file", entry.value.as_str(), note);
         }
         "admin_users" => plan
             .auth
@@ -186,23 +186,36 @@ fn auth_type(entry: &Entry, plan: &mut Plan) -> Result<(), ConvertError> {
         "scram-sha-256" | "md5" | "trust" => plan.auth.set("type", value.as_str()),
         "plain" | "any" | "hba" | "cert" | "pam" | "ldap" | "peer" | "crypt" => {
             let why = match value.as_str() {
-                "plain" => "pgpool-rs does not take clear-text passwords over the wire; \
-                            scram-sha-256 (the default) checks the same plaintext userlist",
-                "any" => "pgpool-rs always checks the user name; use trust (loopback only \
-                          unless auth.trust_remote = true) or list the users in auth.file",
-                "hba" => "pgpool-rs has no HBA file; one auth.type applies to every client \
-                          (default scram-sha-256)",
-                "cert" => "pgpool-rs does not authenticate by client certificate; the \
-                           default scram-sha-256 applies",
-                _ => "pgpool-rs supports scram-sha-256, md5 and trust; the default \
-                      scram-sha-256 applies",
+                "plain" => {
+                    "pgpool-rs does not take clear-text passwords over the wire; \
+                            scram-sha-256 (the default) checks the same plaintext userlist"
+                }
+                "any" => {
+                    "pgpool-rs always checks the user name; use trust (loopback only \
+                          unless auth.trust_remote = true) or list the users in auth.file"
+                }
+                "hba" => {
+                    "pgpool-rs has no HBA file; one auth.type applies to every client \
+                          (default scram-sha-256)"
+                }
+                "cert" => {
+                    "pgpool-rs does not authenticate by client certificate; the \
+                           default scram-sha-256 applies"
+                }
+                _ => {
+                    "pgpool-rs supports scram-sha-256, md5 and trust; the default \
+                      scram-sha-256 applies"
+                }
             };
             plan.drop_setting("auth_type", &entry.value, why, &entry.origin);
             // Not PgBouncer's md5 default either: keep pgpool-rs's own default.
             plan.auth.set("type", "scram-sha-256");
             plan.auth.note(
                 "type",
-                format!("PgBouncer's auth_type = {} is not supported (see the end of this file)", entry.value),
+                format!(
+                    "PgBouncer's auth_type = {} is not supported (see the end of this file)",
+                    entry.value
+                ),
             );
         }
         _ => {
@@ -218,7 +231,8 @@ fn auth_type(entry: &Entry, plan: &mut Plan) -> Result<(), ConvertError> {
 
 fn server_check_query(entry: &Entry, plan: &mut Plan) {
     if entry.value == "<empty>" {
-        let note = "PgBouncer's <empty> (an empty query) has no pool.toml form; SELECT 1 checks the same";
+        let note =
+            "PgBouncer's <empty> (an empty query) has no pool.toml form; SELECT 1 checks the same";
         plan.pool
             .set_noted("server_check_query", "SELECT 1", Some(note.to_owned()));
     } else {
@@ -243,7 +257,8 @@ fn server_lifetime(entry: &Entry, plan: &mut Plan) -> Result<(), ConvertError> {
 fn server_connect_timeout(entry: &Entry, plan: &mut Plan) -> Result<(), ConvertError> {
     let secs = values::seconds(&entry.value).map_err(|m| invalid(entry, m))?;
     if secs == 0.0 {
-        let why = "pool.toml needs a connect timeout of at least 1 s; pgpool-rs's default 5 s applies";
+        let why =
+            "pool.toml needs a connect timeout of at least 1 s; pgpool-rs's default 5 s applies";
         plan.drop_setting(&entry.key, &entry.value, why, &entry.origin);
         return Ok(());
     }

@@ -47,7 +47,11 @@ fn ini_reads_sections_comments_and_values_as_pgbouncer_does() {
             t("databases", "my db", "host=h"),
             t("databases", "q\"uote", "host=h"),
             t("pgbouncer", "listen_port", "6432"),
-            t("pgbouncer", "server_reset_query", "DISCARD ALL ; not a comment"),
+            t(
+                "pgbouncer",
+                "server_reset_query",
+                "DISCARD ALL ; not a comment"
+            ),
             t("pgbouncer", "admin_users", ""),
         ]
     );
@@ -97,14 +101,20 @@ fn include_errors_name_the_including_line() {
         ("a.ini", "[pgbouncer]\n%include b.ini\n"),
         ("b.ini", "%include a.ini\n"),
     ]);
-    let err = ini::read(&dir.path().join("a.ini")).unwrap_err().to_string();
+    let err = ini::read(&dir.path().join("a.ini"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("b.ini:1: %include loop"), "{err}");
 }
 
 #[test]
 fn malformed_lines_are_errors_with_file_and_line() {
     let cases = [
-        ("[pgbouncer]\nlisten_port 6432\n", 2, "expected \"key = value\""),
+        (
+            "[pgbouncer]\nlisten_port 6432\n",
+            2,
+            "expected \"key = value\"",
+        ),
         ("[pgbouncer\n", 1, "closing ']'"),
         ("[pgbouncer] junk\n", 1, "after the section header"),
         ("listen_port = 1\n", 1, "before any [section]"),
@@ -115,13 +125,17 @@ fn malformed_lines_are_errors_with_file_and_line() {
     ];
     for (text, line, what) in cases {
         let dir = files(&[("p.ini", text)]);
-        let err = ini::read(&dir.path().join("p.ini")).unwrap_err().to_string();
+        let err = ini::read(&dir.path().join("p.ini"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&format!("p.ini:{line}: ")), "{text:?}: {err}");
         assert!(err.contains(what), "{text:?}: {err}");
     }
     let dir = files(&[]);
     std::fs::write(dir.path().join("bin.ini"), b"[pgbouncer]\nx = \xff\n").unwrap();
-    let err = ini::read(&dir.path().join("bin.ini")).unwrap_err().to_string();
+    let err = ini::read(&dir.path().join("bin.ini"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bin.ini:2: not valid UTF-8"), "{err}");
 }
 
@@ -147,7 +161,10 @@ fn connect_strings_split_like_pgbouncer() {
         connstr::redacted("host=h password='s e''cret'"),
         "host=h password=<redacted>"
     );
-    assert_eq!(connstr::redacted("password='"), "<unparsable connect string>");
+    assert_eq!(
+        connstr::redacted("password='"),
+        "<unparsable connect string>"
+    );
 }
 
 #[test]
@@ -211,5 +228,7 @@ fn durations_round_to_the_pool_toml_unit_with_a_note() {
 fn a_missing_file_is_a_read_error() {
     let err = ini::read(Path::new("/nonexistent/pgbouncer.ini")).unwrap_err();
     assert!(matches!(err, ConvertError::Read { .. }));
-    assert!(err.to_string().starts_with("/nonexistent/pgbouncer.ini: cannot read"));
+    assert!(err
+        .to_string()
+        .starts_with("/nonexistent/pgbouncer.ini: cannot read"));
 }

@@ -95,7 +95,11 @@ fn the_config_our_users_run_today() {
     );
     assert_eq!(db.dbname, "skillswap");
     assert_eq!(db.role, Role::Writer);
-    assert!(has_comment(&done.toml, "note: role inferred"), "{}", done.toml);
+    assert!(
+        has_comment(&done.toml, "note: role inferred"),
+        "{}",
+        done.toml
+    );
     assert_eq!(done.not_carried, 0);
     assert_eq!(done.disabled_databases, 0);
 }
@@ -110,8 +114,14 @@ fn pgbouncer_defaults_are_written_where_they_differ_from_ours() {
     assert_eq!(c.auth.auth_type, AuthType::Md5);
     // No listen_addr: PgBouncer took Unix-socket clients only; loopback is the closest.
     assert_eq!(c.listen.addr.to_string(), "127.0.0.1:6432");
-    assert!(has_comment(&done.toml, "note: PgBouncer had no listen_addr"));
-    assert!(has_comment(&done.toml, "note: pgbouncer.ini sets no auth_file"));
+    assert!(has_comment(
+        &done.toml,
+        "note: PgBouncer had no listen_addr"
+    ));
+    assert!(has_comment(
+        &done.toml,
+        "note: pgbouncer.ini sets no auth_file"
+    ));
     assert!(has_comment(
         &done.toml,
         "note: not set in pgbouncer.ini: PgBouncer's default session"
@@ -130,7 +140,10 @@ fn every_setting_without_an_equivalent_gets_a_comment_naming_it() {
         ("unix_socket_dir", "/tmp"),
         ("stats_period", "60"),
         ("ignore_startup_parameters", "extra_float_digits, options"),
-        ("auth_query", "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"),
+        (
+            "auth_query",
+            "SELECT usename, passwd FROM pg_shadow WHERE usename=$1",
+        ),
         ("tcp_keepalive", "1"),
         ("server_tls_ca_file", "/etc/ssl/ca.pem"),
         ("so_reuseport", "1"),
@@ -148,7 +161,11 @@ fn every_setting_without_an_equivalent_gets_a_comment_naming_it() {
     let (done, _) = convert(&ini);
     for (key, value) in unsupported {
         let expected = format!("not carried over: {key} = {value} — ");
-        assert!(has_comment(&done.toml, &expected), "{expected}\n{}", done.toml);
+        assert!(
+            has_comment(&done.toml, &expected),
+            "{expected}\n{}",
+            done.toml
+        );
     }
     assert!(has_comment(
         &done.toml,
@@ -174,14 +191,19 @@ fn statement_mode_and_unsupported_auth_types_are_approximated_with_comments() {
     assert_eq!(c.pool.mode, PoolMode::Transaction);
     assert!(has_comment(&done.toml, "note: PgBouncer's statement mode"));
     assert_eq!(c.auth.auth_type, AuthType::ScramSha256);
-    assert!(has_comment(&done.toml, "not carried over: auth_type = hba — "));
+    assert!(has_comment(
+        &done.toml,
+        "not carried over: auth_type = hba — "
+    ));
     for other in ["cert", "plain", "any", "pam", "ldap"] {
         let (done, c) = convert(&format!("[pgbouncer]\nauth_type = {other}\n"));
         assert_eq!(c.auth.auth_type, AuthType::ScramSha256, "{other}");
         let expected = format!("not carried over: auth_type = {other} — ");
         assert!(has_comment(&done.toml, &expected), "{}", done.toml);
     }
-    assert!(error_of("[pgbouncer]\nauth_type = sometimes\n").contains("pgbouncer.ini:2: auth_type:"));
+    assert!(
+        error_of("[pgbouncer]\nauth_type = sometimes\n").contains("pgbouncer.ini:2: auth_type:")
+    );
 }
 
 #[test]
@@ -189,7 +211,10 @@ fn trust_from_anywhere_is_kept_explicitly() {
     let (done, c) = convert("[pgbouncer]\nauth_type = trust\nlisten_addr = *\n");
     assert_eq!(c.auth.auth_type, AuthType::Trust);
     assert!(c.auth.trust_remote);
-    assert!(has_comment(&done.toml, "note: PgBouncer's trust accepts clients from anywhere"));
+    assert!(has_comment(
+        &done.toml,
+        "note: PgBouncer's trust accepts clients from anywhere"
+    ));
     let (_, local) = convert("[pgbouncer]\nauth_type = trust\nlisten_addr = 127.0.0.1\n");
     assert!(!local.auth.trust_remote);
 }
@@ -198,14 +223,23 @@ fn trust_from_anywhere_is_kept_explicitly() {
 fn listen_addresses() {
     let addr = |ini: &str| convert(ini).1.listen.addr.to_string();
     assert_eq!(addr("[pgbouncer]\nlisten_addr = *\n"), "0.0.0.0:6432");
-    assert_eq!(addr("[pgbouncer]\nlisten_addr = localhost\nlisten_port = 7000\n"), "127.0.0.1:7000");
+    assert_eq!(
+        addr("[pgbouncer]\nlisten_addr = localhost\nlisten_port = 7000\n"),
+        "127.0.0.1:7000"
+    );
     assert_eq!(addr("[pgbouncer]\nlisten_addr = ::1\n"), "[::1]:6432");
     let (done, c) = convert("[pgbouncer]\nlisten_addr = 10.1.2.3, 10.1.2.4\n");
     assert_eq!(c.listen.addr.to_string(), "10.1.2.3:6432");
-    assert!(has_comment(&done.toml, "note: pgpool-rs listens on one address; PgBouncer also listened on 10.1.2.4"));
+    assert!(has_comment(
+        &done.toml,
+        "note: pgpool-rs listens on one address; PgBouncer also listened on 10.1.2.4"
+    ));
     let (done, c) = convert("[pgbouncer]\nlisten_addr = pooler.internal\n");
     assert_eq!(c.listen.addr.to_string(), "0.0.0.0:6432");
-    assert!(has_comment(&done.toml, "note: listen_addr names a host (pooler.internal)"));
+    assert!(has_comment(
+        &done.toml,
+        "note: listen_addr names a host (pooler.internal)"
+    ));
     assert!(error_of("[pgbouncer]\nlisten_port = 0\n").contains("pgbouncer.ini:2: listen_port:"));
 }
 
@@ -216,13 +250,34 @@ fn tls_modes_map_to_the_nearest_with_notes() {
          client_tls_cert_file = /etc/tls/server.crt\nclient_tls_key_file = server.key\n",
     );
     assert_eq!(c.pool.server_tls, ServerTls::VerifyFull);
-    assert!(has_comment(&done.toml, "note: PgBouncer's verify-ca does not check the host name"));
+    assert!(has_comment(
+        &done.toml,
+        "note: PgBouncer's verify-ca does not check the host name"
+    ));
     assert_eq!(c.listen.client_tls, ClientTls::Require);
-    assert!(has_comment(&done.toml, "note: PgBouncer's verify-full also verified client certificates"));
-    assert_eq!(c.listen.tls_cert.as_deref(), Some(Path::new("/etc/tls/server.crt")));
+    assert!(has_comment(
+        &done.toml,
+        "note: PgBouncer's verify-full also verified client certificates"
+    ));
+    assert_eq!(
+        c.listen.tls_cert.as_deref(),
+        Some(Path::new("/etc/tls/server.crt"))
+    );
     // Relative paths resolve against the pool.toml's directory; the note says so.
-    assert_eq!(c.listen.tls_key.as_deref(), Some(Path::new("/etc/pgpool/server.key")));
-    assert!(has_comment(&done.toml, "note: relative: PgBouncer read it from its working directory"));
+    assert_eq!(
+        c.listen.tls_key.as_deref(),
+        Some(Path::new("/etc/pgpool/server.key"))
+    );
+    assert!(has_comment(
+        &done.toml,
+        "note: relative: PgBouncer read it from its working directory"
+    ));
+
+    let (done, _) = convert("[pgbouncer]\nauth_file = ~/userlist.txt\n");
+    assert!(has_comment(
+        &done.toml,
+        "note: PgBouncer expanded ~ to a home directory"
+    ));
 
     let (_, c) = convert("[pgbouncer]\nserver_tls_sslmode = allow\n");
     assert_eq!(c.pool.server_tls, ServerTls::Prefer);
@@ -232,7 +287,10 @@ fn tls_modes_map_to_the_nearest_with_notes() {
     // TLS without a certificate cannot be carried over; it stays off, with a comment.
     let (done, c) = convert("[pgbouncer]\nclient_tls_sslmode = require\n");
     assert_eq!(c.listen.client_tls, ClientTls::Disable);
-    assert!(has_comment(&done.toml, "not carried over: client_tls_sslmode = require — "));
+    assert!(has_comment(
+        &done.toml,
+        "not carried over: client_tls_sslmode = require — "
+    ));
 }
 
 #[test]
@@ -252,16 +310,28 @@ fn durations_with_fractions_units_and_minimums() {
     assert!(c.pool.server_reset_query_always);
     assert!(has_comment(&done.toml, "note: \"0.4\" rounded to 1 s"));
     assert!(has_comment(&done.toml, "note: \"10.6\" rounded to 11 s"));
-    assert!(has_comment(&done.toml, "note: PgBouncer's 0 (use each server connection once)"));
-    assert!(has_comment(&done.toml, "not carried over: server_connect_timeout = 0 — "));
+    assert!(has_comment(
+        &done.toml,
+        "note: PgBouncer's 0 (use each server connection once)"
+    ));
+    assert!(has_comment(
+        &done.toml,
+        "not carried over: server_connect_timeout = 0 — "
+    ));
 
     // reserve_pool_timeout = 0 disables PgBouncer's reserve pool.
     let (done, c) = convert("[pgbouncer]\nreserve_pool_size = 5\nreserve_pool_timeout = 0\n");
     assert_eq!(c.pool.reserve_pool_size, 0);
-    assert!(has_comment(&done.toml, "note: was 5, but PgBouncer's reserve_pool_timeout = 0"));
+    assert!(has_comment(
+        &done.toml,
+        "note: was 5, but PgBouncer's reserve_pool_timeout = 0"
+    ));
 
     let err = error_of("[pgbouncer]\n\nserver_idle_timeout = soon\n");
-    assert!(err.contains("pgbouncer.ini:3: server_idle_timeout: "), "{err}");
+    assert!(
+        err.contains("pgbouncer.ini:3: server_idle_timeout: "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -273,7 +343,10 @@ fn min_pool_size_is_capped_like_pgbouncer_does() {
     assert_eq!(c.pool.min_pool_size, 10);
     assert_eq!(c.databases["small"].min_pool_size, Some(3));
     assert_eq!(c.databases["big"].min_pool_size, Some(30));
-    assert!(has_comment(&done.toml, "note: 50 is more than the pool may hold"));
+    assert!(has_comment(
+        &done.toml,
+        "note: 50 is more than the pool may hold"
+    ));
 }
 
 #[test]
@@ -293,8 +366,14 @@ fn database_entries_carry_hosts_users_passwords_and_roles() {
     assert_eq!(
         multi.hosts,
         vec![
-            HostPort { host: "10.0.0.1".into(), port: 5433 },
-            HostPort { host: "10.0.0.2".into(), port: 5433 }
+            HostPort {
+                host: "10.0.0.1".into(),
+                port: 5433
+            },
+            HostPort {
+                host: "10.0.0.2".into(),
+                port: 5433
+            }
         ]
     );
     assert_eq!(multi.dbname, "real");
@@ -307,15 +386,27 @@ fn database_entries_carry_hosts_users_passwords_and_roles() {
     assert_eq!(forced.password.as_deref(), Some("it's a \"pass\" \\ ü"));
     assert_eq!(forced.min_pool_size, Some(1));
     assert_eq!(c.databases["nouser"].password, None);
-    assert!(has_comment(&done.toml, "not carried over: [databases] nouser: password = <redacted> — "));
+    assert!(has_comment(
+        &done.toml,
+        "not carried over: [databases] nouser: password = <redacted> — "
+    ));
     assert!(!done.toml.contains("secret42"));
     assert_eq!(c.databases["ro"].role, Role::Reader);
-    assert!(has_comment(&done.toml, "note: role from target_session_attrs = read-only"));
+    assert!(has_comment(
+        &done.toml,
+        "note: role from target_session_attrs = read-only"
+    ));
     assert_eq!(c.databases["custom"].role, Role::Any);
     assert_eq!(c.databases["reader"].role, Role::Reader);
     assert!(c.databases.contains_key("my.db"));
-    assert!(has_comment(&done.toml, "not carried over: [databases] my.db: client_encoding = UTF8 — "));
-    assert!(has_comment(&done.toml, "not carried over: [databases] my.db: connect_query = 'SELECT 1' — "));
+    assert!(has_comment(
+        &done.toml,
+        "not carried over: [databases] my.db: client_encoding = UTF8 — "
+    ));
+    assert!(has_comment(
+        &done.toml,
+        "not carried over: [databases] my.db: connect_query = 'SELECT 1' — "
+    ));
 }
 
 #[test]
@@ -328,11 +419,22 @@ fn entries_pool_toml_cannot_hold_are_written_commented_out() {
     assert_eq!(c.databases.keys().collect::<Vec<_>>(), vec!["ok"]);
     assert_eq!(done.disabled_databases, 5);
     assert!(has_comment(&done.toml, "not carried over as is: [databases.sock] from pgbouncer.ini:2 — host /var/run/postgresql is a Unix socket"));
-    assert!(has_comment(&done.toml, "not carried over as is: [databases.nohost]"));
-    assert!(has_comment(&done.toml, "not carried over as is: [databases.pgpool]"));
+    assert!(has_comment(
+        &done.toml,
+        "not carried over as is: [databases.nohost]"
+    ));
+    assert!(has_comment(
+        &done.toml,
+        "not carried over as is: [databases.pgpool]"
+    ));
     assert!(has_comment(&done.toml, &format!("not carried over as is: [databases.{long}] from pgbouncer.ini:5 — pool.toml rejects it")));
-    assert!(has_comment(&done.toml, "not carried over as is: [databases.badhost]"));
-    assert!(done.toml.contains("# [databases.sock]\n# host = \"/var/run/postgresql\"\n"));
+    assert!(has_comment(
+        &done.toml,
+        "not carried over as is: [databases.badhost]"
+    ));
+    assert!(done
+        .toml
+        .contains("# [databases.sock]\n# host = \"/var/run/postgresql\"\n"));
 }
 
 #[test]
@@ -358,13 +460,22 @@ fn later_settings_win_and_bad_values_are_errors() {
     assert_eq!(c.pool.default_pool_size, 32);
     assert_eq!(c.databases["app"].hosts[0].host, "b");
     let err = error_of("[pgbouncer]\nmax_client_conn = lots\n");
-    assert!(err.contains("pgbouncer.ini:2: max_client_conn: expected an integer"), "{err}");
+    assert!(
+        err.contains("pgbouncer.ini:2: max_client_conn: expected an integer"),
+        "{err}"
+    );
     let err = error_of("[databases]\napp = host=h port\n");
     assert!(err.contains("pgbouncer.ini:2: app: "), "{err}");
     let err = error_of("[pgbouncer]\nserver_reset_query_always = perhaps\n");
-    assert!(err.contains("pgbouncer.ini:2: server_reset_query_always: "), "{err}");
+    assert!(
+        err.contains("pgbouncer.ini:2: server_reset_query_always: "),
+        "{err}"
+    );
     // Out of pool.toml's range: not carried over rather than an error.
     let (done, c) = convert("[pgbouncer]\ndefault_pool_size = 0\n");
     assert_eq!(c.pool.default_pool_size, 20);
-    assert!(has_comment(&done.toml, "not carried over: default_pool_size = 0 — out of range"));
+    assert!(has_comment(
+        &done.toml,
+        "not carried over: default_pool_size = 0 — out of range"
+    ));
 }

@@ -133,3 +133,23 @@ pub(super) fn list(text: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A note for a file path whose meaning changes between the two files: PgBouncer reads
+/// a relative path from its working directory and expands `~`; pgpool-rs reads a relative
+/// path from pool.toml's directory and expands nothing.
+pub(super) fn path_note(path: &str) -> Option<String> {
+    if path.starts_with('~') {
+        Some(
+            "PgBouncer expanded ~ to a home directory; pgpool-rs does not: write the full path"
+                .to_owned(),
+        )
+    } else if !path.starts_with('/') {
+        Some(
+            "relative: PgBouncer read it from its working directory, pgpool-rs reads it \
+             from this file's directory"
+                .to_owned(),
+        )
+    } else {
+        None
+    }
+}
