@@ -96,6 +96,8 @@ impl Reader {
             syntax(&origin, "not valid UTF-8")
         })?;
         self.stack.push(canonical);
+        // A byte-order mark some editors write is not part of the first line.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         for (i, raw) in text.lines().enumerate() {
             let origin = Origin {
                 file: path.to_path_buf(),

@@ -131,7 +131,9 @@ fn malformed_lines_are_errors_with_file_and_line() {
         assert!(err.contains(&format!("p.ini:{line}: ")), "{text:?}: {err}");
         assert!(err.contains(what), "{text:?}: {err}");
     }
-    let dir = files(&[]);
+    let dir = files(&[("bom.ini", "\u{feff}[pgbouncer]\nlisten_port = 1\n")]);
+    let entries = ini::read(&dir.path().join("bom.ini")).unwrap();
+    assert_eq!(triples(&entries), vec![t("pgbouncer", "listen_port", "1")]);
     std::fs::write(dir.path().join("bin.ini"), b"[pgbouncer]\nx = \xff\n").unwrap();
     let err = ini::read(&dir.path().join("bin.ini"))
         .unwrap_err()
