@@ -9,7 +9,7 @@ use toml_edit::Array;
 
 use super::connstr;
 use super::ini::Entry;
-use super::pgbouncer::{count_of, invalid, Globals};
+use super::pgbouncer::{count_of, invalid, latest, Globals};
 use super::plan::{Database, Plan, Section};
 use super::values;
 
@@ -24,14 +24,7 @@ pub(super) fn map(
     globals: Globals,
     plan: &mut Plan,
 ) -> Result<(), super::ConvertError> {
-    let mut latest: Vec<&Entry> = Vec::new();
-    for entry in entries {
-        match latest.iter_mut().find(|e| e.key == entry.key) {
-            Some(slot) => *slot = entry,
-            None => latest.push(entry),
-        }
-    }
-    for entry in latest {
+    for entry in latest(entries) {
         let pairs = connstr::parse(&entry.value).map_err(|m| invalid(entry, m))?;
         if entry.key == FALLBACK {
             let why = "pgpool-rs has no \"*\" fallback database: add a [databases.<name>] \

@@ -15,8 +15,11 @@ use super::{listen, reasons, ConvertError};
 /// The `[pool]` settings the database entries depend on (for capping `min_pool_size`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Globals {
+    /// `pool.default_pool_size` as converted.
     pub default_pool_size: u32,
+    /// `pool.min_pool_size` as converted (already capped).
     pub min_pool_size: u32,
+    /// `pool.max_db_connections` as converted (0 = unlimited).
     pub max_db_connections: u32,
 }
 
@@ -37,23 +40,30 @@ pub(super) fn map(entries: &[&Entry], plan: &mut Plan) -> Result<Globals, Conver
     };
     cap_min_pool_size(plan, globals);
     reserve_needs_timeout(plan);
-    if let Some(Value::String(mode)) = plan.pool.get("mode") {
-        let transaction = mode.value() == "transaction";
-        let always = matches!(plan.pool.get("server_reset_query_always"), Some(Value::Boolean(b)) if *b.value());
-        if transaction && !always && plan.pool.get("server_reset_query").is_some() {
-            plan.pool.note(
-                "server_reset_query",
-                "PgBouncer runs it in transaction mode only with server_reset_query_always = 1; \
-                 pgpool-rs runs it after any transaction that changed session state"
-                    .to_owned(),
-            );
-        }
-    }
+    reset_query_note(plan);
     Ok(globals)
 }
 
+/// Explains that the reset query now also runs in transaction mode.
+fn reset_query_note(plan: &mut Plan) {
+    let pool = &plan.pool;
+    let transaction = pool.get("mode").and_then(Value::as_str) == Some("transaction");
+    let always = pool
+        .get("server_reset_query_always")
+        .and_then(Value::as_bool)
+        == Some(true);
+    if transaction && !always && plan.pool.get("server_reset_query").is_some() {
+        plan.pool.note(
+            "server_reset_query",
+            "PgBouncer runs it in transaction mode only with server_reset_query_always = 1; \
+             pgpool-rs runs it after any transaction that changed session state"
+                .to_owned(),
+        );
+    }
+}
+
 /// One entry per key, the last occurrence winning, in order of first appearance.
-fn latest<'a>(entries: &[&'a Entry]) -> Vec<&'a Entry> {
+pub(super) fn latest<'a>(entries: &[&'a Entry]) -> Vec<&'a Entry> {
     let mut out: Vec<&Entry> = Vec::new();
     for entry in entries {
         match out.iter_mut().find(|e| e.key == entry.key) {
@@ -295,7 +305,7 @@ fn pgbouncer_defaults<'a>(get: &dyn Fn(&str) -> Option<&'a Entry>, plan: &mut Pl
         plan.auth
             .set_noted("type", "md5", note("md5", "scram-sha-256"));
     }
-    let trust = matches!(plan.auth.get("type"), Some(Value::String(t)) if t.value() == "trust");
+    let trust = plan.auth.get("type").and_then(Value::as_str) == Some("trust");
     if get("auth_file").is_none() && !trust {
         plan.auth.notes.push(
             "pgbouncer.ini sets no auth_file; pgpool-rs reads userlist.txt next to this file"
@@ -326,7 +336,8 @@ fn cap_min_pool_size(plan: &mut Plan, g: Globals) {
             "min_pool_size",
             i64::from(limit),
             Some(format!(
-                "{} is more than the pool may hold; PgBouncer caps it, pool.toml needs it capped: {limit}",
+                "{} is more than the pool may hold; PgBouncer caps it, pool.toml needs it \
+                 capped: {limit}",
                 g.min_pool_size
             )),
         );
@@ -335,7 +346,8 @@ fn cap_min_pool_size(plan: &mut Plan, g: Globals) {
 
 /// PgBouncer's `reserve_pool_timeout = 0` disables the reserve pool.
 fn reserve_needs_timeout(plan: &mut Plan) {
-    let timeout_zero = matches!(plan.pool.get("reserve_pool_timeout_ms"), Some(Value::Integer(n)) if *n.value() == 0);
+    let timeout = plan.pool.get("reserve_pool_timeout_ms");
+    let timeout_zero = timeout.and_then(Value::as_integer) == Some(0);
     let size = count_of(&plan.pool, "reserve_pool_size").unwrap_or(0);
     if timeout_zero && size > 0 {
         plan.pool.set_noted(
