@@ -19,6 +19,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod convert;
 pub mod demo;
 pub mod error;
 pub mod file_watch;

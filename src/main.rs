@@ -54,9 +54,7 @@ fn main() -> ExitCode {
         Some(Command::Health(opts)) => runtime
             .block_on(pgpool_rs::health_check::run(&opts, &cli.config))
             .map(|line| println!("{line}")),
-        Some(Command::Convert { file }) => {
-            Err(format!("convert {}: not implemented yet", file.display()))
-        }
+        Some(Command::Convert { file }) => convert(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,6 +63,25 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `convert`: the pool.toml on stdout, a one-line summary on stderr.
+fn convert(file: &std::path::Path) -> Result<(), String> {
+    let done = pgpool_rs::convert::convert_file(file).map_err(|e| e.to_string())?;
+    print!("{}", done.toml);
+    eprintln!(
+        "pgpool-rs: converted {}: {} setting(s) not carried over, {} database entr{} \
+         commented out (see the comments in the output)",
+        file.display(),
+        done.not_carried,
+        done.disabled_databases,
+        if done.disabled_databases == 1 {
+            "y"
+        } else {
+            "ies"
+        },
+    );
+    Ok(())
 }
 
 fn init_logging() {
