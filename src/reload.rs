@@ -35,12 +35,15 @@ pub fn reload(path: &Path, shared: &Shared) -> bool {
     }
 }
 
-/// Handles SIGHUP (reload) until SIGTERM or SIGINT arrives.
+/// Handles SIGHUP (reload) and, as PgBouncer does, SIGUSR1 (PAUSE all) and
+/// SIGUSR2 (RESUME all), until SIGTERM or SIGINT arrives.
 pub async fn run_until_shutdown(path: &Path, shared: &Arc<Shared>) {
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1), Ok(mut usr2)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
     ) else {
         tracing::warn!("cannot install signal handlers; stopping on Ctrl-C only");
         let _ = tokio::signal::ctrl_c().await;
@@ -50,6 +53,14 @@ pub async fn run_until_shutdown(path: &Path, shared: &Arc<Shared>) {
         tokio::select! {
             _ = hup.recv() => {
                 reload(path, shared);
+            }
+            _ = usr1.recv() => {
+                shared.pause(None);
+            }
+            _ = usr2.recv() => {
+                if let Err(e) = shared.resume(None) {
+                    tracing::info!(error = %e, "SIGUSR2 ignored");
+                }
             }
             _ = term.recv() => return,
             _ = int.recv() => return,

@@ -224,7 +224,13 @@ async fn metrics_follow_real_traffic() {
     )
     .await;
     let m = get(&pooler, "/metrics").await.body;
-    for kind in ["refused", "protocol", "wait_timeout", "server_connect", "server_lost"] {
+    for kind in [
+        "refused",
+        "protocol",
+        "wait_timeout",
+        "server_connect",
+        "server_lost",
+    ] {
         assert_eq!(
             sample(&m, &format!("pgpool_errors_total{{kind=\"{kind}\"}}")),
             Some(0.0),

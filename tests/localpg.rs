@@ -201,17 +201,24 @@ fn process_alive(pid: u32) -> bool {
 fn replica_streams_from_the_primary_and_can_be_promoted() {
     let primary = common::fresh_cluster();
     primary
-        .psql("app", "CREATE TABLE replicated (v int); INSERT INTO replicated VALUES (42)")
+        .psql(
+            "app",
+            "CREATE TABLE replicated (v int); INSERT INTO replicated VALUES (42)",
+        )
         .expect("write on the primary");
     let replica = primary.start_replica().expect("start a replica");
     assert!(!primary.is_in_recovery().expect("primary role"));
     assert!(replica.is_in_recovery().expect("replica role"));
     assert_eq!(
-        replica.psql("app", "SELECT v FROM replicated").expect("read"),
+        replica
+            .psql("app", "SELECT v FROM replicated")
+            .expect("read"),
         "42"
     );
     assert!(
-        replica.psql("app", "INSERT INTO replicated VALUES (1)").is_err(),
+        replica
+            .psql("app", "INSERT INTO replicated VALUES (1)")
+            .is_err(),
         "a standby refuses writes"
     );
     replica.promote().expect("promote");

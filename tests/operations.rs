@@ -444,3 +444,29 @@ async fn info_log_has_login_failures_but_no_passwords_or_query_text() {
         "connects are logged at debug, not info"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigusr1_pauses_and_sigusr2_resumes_like_pgbouncer() {
+    let pooler = Pooler::builder(cluster())
+        .set("auth.admin_users", "[\"app\"]")
+        .start();
+    let console = pooler.connect("pgbouncer", "app", password_of("app")).await;
+    let client = pooler.connect_app().await;
+    assert_eq!(simple_value(&client, "SELECT 1").await, "1");
+    pooler.send_signal("USR1");
+    wait_until(Duration::from_secs(5), "app paused", || async {
+        let dbs = show(&console, "SHOW DATABASES").await;
+        let row = dbs.rows_where("name", "app");
+        dbs.int(row[0], "paused") == 1
+    })
+    .await;
+    let held = tokio::spawn(async move { simple_value(&client, "SELECT 2").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "paused: the query waits");
+    pooler.send_signal("USR2");
+    let value = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("resumed")
+        .expect("task");
+    assert_eq!(value, "2");
+}

@@ -35,7 +35,15 @@ impl LocalPostgres {
             .arg("-D")
             .arg(replica.data_dir())
             .args(["-h", self.host(), "-p", &self.port().to_string()])
-            .args(["-U", "postgres", "-R", "-X", "stream", "--no-sync", "--checkpoint=fast"])
+            .args([
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "--checkpoint=fast",
+            ])
             .stdin(Stdio::null())
             .output()
             .map_err(|source| LocalPgError::Io {
