@@ -58,6 +58,13 @@ fn settings(size: u32) -> PoolSettings {
             credential: ServerCredential::None,
             connect_timeout: Duration::from_secs(1),
         },
+        hosts: pgpool_rs::server::hosts::HostSet::new(
+            "bench",
+            pgpool_rs::config::Role::Any,
+            true,
+            &[("127.0.0.1".into(), 1)],
+            Duration::from_secs(5),
+        ),
         epoch: 0,
         max_prepared: 0,
     }

@@ -13,6 +13,7 @@ use crate::error::{sqlstate, ClientError};
 use crate::observe::GlobalStats;
 use crate::pool::{Pool, PoolKey, PoolSettings, Registry};
 use crate::server::cancel::CancelRegistry;
+use crate::server::hosts::HostSet;
 use crate::server::{ConnectTarget, ServerCredential};
 use crate::snapshot::Snapshot;
 
@@ -42,6 +43,8 @@ pub struct Shared {
     pub listen_addr: watch::Sender<std::net::SocketAddr>,
     /// Databases held by the admin PAUSE.
     paused: std::sync::Mutex<Paused>,
+    /// Each database entry's hosts (roles, set-aside state), shared by its pools.
+    host_sets: std::sync::Mutex<std::collections::HashMap<String, Arc<HostSet>>>,
 }
 
 /// What the admin PAUSE holds: everything, or some databases.
@@ -71,6 +74,7 @@ impl Shared {
             stop: tokio::sync::Notify::new(),
             reached: Default::default(),
             paused: Default::default(),
+            host_sets: Default::default(),
             listen_addr: watch::Sender::new(snapshot.config.listen.addr),
             snapshot: ArcSwap::from_pointee(snapshot),
             registry: Registry::new(),
@@ -167,8 +171,9 @@ impl Shared {
         db: &Database,
         client_credential: ServerCredential,
     ) -> Result<Arc<Pool>, ClientError> {
-        let settings =
-            settings_for(snapshot, db, &key.user, client_credential, 0).ok_or_else(|| {
+        let settings = self
+            .settings_for(snapshot, db, &key.user, client_credential, 0)
+            .ok_or_else(|| {
                 ClientError::fatal(sqlstate::INTERNAL_ERROR, "database entry has no host")
             })?;
         let db_max = db.effective_max_db_connections(&snapshot.config.pool);
@@ -177,6 +182,84 @@ impl Shared {
             pool.pause();
         }
         Ok(pool)
+    }
+
+    /// Derives a pool's settings from the config: the entry's own `user` and
+    /// `password` win over the client's credentials. `None` if the entry has no host.
+    pub fn settings_for(
+        &self,
+        snapshot: &Snapshot,
+        db: &Database,
+        client_user: &str,
+        client_credential: ServerCredential,
+        epoch: u64,
+    ) -> Option<PoolSettings> {
+        let pool_cfg = &snapshot.config.pool;
+        let (server_user, credential) = match &db.user {
+            Some(u) => {
+                let cred = match (&db.password, snapshot.user(u)) {
+                    (Some(p), _) => ServerCredential::Password(p.clone()),
+                    (None, Some(e)) => match (&e.password, &e.md5) {
+                        (Some(p), _) => ServerCredential::Password(p.clone()),
+                        (None, Some(m)) => ServerCredential::Md5Secret(m.clone()),
+                        _ => ServerCredential::None,
+                    },
+                    (None, None) => ServerCredential::None,
+                };
+                (u.clone(), cred)
+            }
+            None => (client_user.to_owned(), client_credential),
+        };
+        let host = db.hosts.first()?;
+        let hosts = self.host_set(db, pool_cfg);
+        Some(PoolSettings {
+            size: db.effective_pool_size(pool_cfg),
+            min_size: db.effective_min_pool_size(pool_cfg),
+            mode: db.effective_pool_mode(pool_cfg),
+            reset_query: pool_cfg.server_reset_query.clone(),
+            reset_always: pool_cfg.server_reset_query_always,
+            check_query: pool_cfg.server_check_query.clone(),
+            check_delay: pool_cfg.server_check_delay,
+            idle_timeout: pool_cfg.server_idle_timeout,
+            lifetime: pool_cfg.server_lifetime,
+            query_wait_timeout: pool_cfg.query_wait_timeout,
+            target: ConnectTarget {
+                host: host.host.clone(),
+                port: host.port,
+                user: server_user,
+                database: db.dbname.clone(),
+                credential,
+                connect_timeout: pool_cfg.server_connect_timeout,
+            },
+            hosts,
+            epoch,
+            max_prepared: pool_cfg.max_prepared_statements,
+        })
+    }
+
+    /// The entry's host set: the one its pools already share when its hosts
+    /// and role rules are unchanged (keeping what it learned), else a new one.
+    pub fn host_set(&self, db: &Database, pool_cfg: &crate::config::PoolSettings) -> Arc<HostSet> {
+        let hosts: Vec<(String, u16)> = db.hosts.iter().map(|h| (h.host.clone(), h.port)).collect();
+        let ttl = pool_cfg.dns_max_ttl;
+        let mut sets = self.host_sets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = sets.get(&db.name) {
+            if set.same_as(db.role, db.fallback_to_writer, &hosts, ttl) {
+                return set.clone();
+            }
+        }
+        let set = HostSet::new(&db.name, db.role, db.fallback_to_writer, &hosts, ttl);
+        set.start_background(pool_cfg.server_connect_timeout);
+        sets.insert(db.name.clone(), set.clone());
+        set
+    }
+
+    /// Every database entry's host set, by name (admin console, metrics).
+    pub fn host_sets(&self) -> Vec<Arc<HostSet>> {
+        let sets = self.host_sets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = sets.values().cloned().collect();
+        v.sort_by(|a, b| a.database.cmp(&b.database));
+        v
     }
 
     /// Applies a new snapshot: new logins see it at once; existing pools get
@@ -191,7 +274,8 @@ impl Shared {
             };
             let old = pool.settings();
             let credential = old.target.credential.clone();
-            let Some(mut new) = settings_for(&snapshot, db, &pool.key.user, credential, old.epoch)
+            let Some(mut new) =
+                self.settings_for(&snapshot, db, &pool.key.user, credential, old.epoch)
             else {
                 pool.close();
                 continue;
@@ -202,6 +286,7 @@ impl Shared {
                 || t.0.user != t.1.user
                 || t.0.database != t.1.database
                 || t.0.credential != t.1.credential
+                || !Arc::ptr_eq(&new.hosts, &old.hosts)
             {
                 new.epoch = old.epoch + 1;
             }
@@ -216,56 +301,6 @@ impl Shared {
         });
         self.snapshot.store(Arc::new(snapshot));
     }
-}
-
-/// Derives a pool's settings from the config: the entry's own `user` and
-/// `password` win over the client's credentials. `None` if the entry has no host.
-pub fn settings_for(
-    snapshot: &Snapshot,
-    db: &Database,
-    client_user: &str,
-    client_credential: ServerCredential,
-    epoch: u64,
-) -> Option<PoolSettings> {
-    let pool_cfg = &snapshot.config.pool;
-    let (server_user, credential) = match &db.user {
-        Some(u) => {
-            let cred = match (&db.password, snapshot.user(u)) {
-                (Some(p), _) => ServerCredential::Password(p.clone()),
-                (None, Some(e)) => match (&e.password, &e.md5) {
-                    (Some(p), _) => ServerCredential::Password(p.clone()),
-                    (None, Some(m)) => ServerCredential::Md5Secret(m.clone()),
-                    _ => ServerCredential::None,
-                },
-                (None, None) => ServerCredential::None,
-            };
-            (u.clone(), cred)
-        }
-        None => (client_user.to_owned(), client_credential),
-    };
-    let host = db.hosts.first()?;
-    Some(PoolSettings {
-        size: db.effective_pool_size(pool_cfg),
-        min_size: db.effective_min_pool_size(pool_cfg),
-        mode: db.effective_pool_mode(pool_cfg),
-        reset_query: pool_cfg.server_reset_query.clone(),
-        reset_always: pool_cfg.server_reset_query_always,
-        check_query: pool_cfg.server_check_query.clone(),
-        check_delay: pool_cfg.server_check_delay,
-        idle_timeout: pool_cfg.server_idle_timeout,
-        lifetime: pool_cfg.server_lifetime,
-        query_wait_timeout: pool_cfg.query_wait_timeout,
-        target: ConnectTarget {
-            host: host.host.clone(),
-            port: host.port,
-            user: server_user,
-            database: db.dbname.clone(),
-            credential,
-            connect_timeout: pool_cfg.server_connect_timeout,
-        },
-        epoch,
-        max_prepared: pool_cfg.max_prepared_statements,
-    })
 }
 
 /// Errors that stop the pooler from starting.

@@ -153,6 +153,7 @@ async fn run(sql: &str, shared: &Arc<Shared>, access: Access, out: &mut BytesMut
                 Show::Users => show::users(shared),
                 Show::Clients => show_conns::clients(shared),
                 Show::Servers => show_conns::servers(shared),
+                Show::Hosts => show_conns::hosts(shared),
             };
             write_table(out, &table);
         }

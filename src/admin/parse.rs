@@ -21,6 +21,8 @@ pub enum Show {
     Clients,
     /// SHOW SERVERS
     Servers,
+    /// SHOW HOSTS (pgpool-rs): each database entry's hosts, roles and state.
+    Hosts,
 }
 
 /// An admin console command.
@@ -83,6 +85,7 @@ pub fn parse(sql: &str) -> Result<Command, ParseError> {
                 Some("USERS") => Show::Users,
                 Some("CLIENTS") => Show::Clients,
                 Some("SERVERS") => Show::Servers,
+                Some("HOSTS") => Show::Hosts,
                 _ => return Err(ParseError::Unknown(text.to_owned())),
             };
             if upper.len() > 2 {

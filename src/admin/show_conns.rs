@@ -108,3 +108,42 @@ pub fn servers(shared: &Shared) -> Table {
     }
     t
 }
+
+/// SHOW HOSTS (a pgpool-rs extension): every host of every database entry,
+/// with its state (`up`, or `aside` after a failure), last known role, open
+/// connections, and the entry's failover and role-change counts.
+pub fn hosts(shared: &Shared) -> Table {
+    let mut t = Table::new(&[
+        ("database", TEXT),
+        ("host", TEXT),
+        ("port", INT4),
+        ("addr", TEXT),
+        ("state", TEXT),
+        ("role", TEXT),
+        ("connections", INT4),
+        ("last_change", TEXT),
+        ("last_error", TEXT),
+        ("failovers", INT4),
+        ("role_changes", INT4),
+    ]);
+    for set in shared.host_sets() {
+        let failovers = set.failovers.load(std::sync::atomic::Ordering::Relaxed);
+        let changes = set.role_changes.load(std::sync::atomic::Ordering::Relaxed);
+        for h in set.views() {
+            t.push(vec![
+                set.database.clone(),
+                h.name,
+                h.port.to_string(),
+                h.addr.map(|a| a.to_string()).unwrap_or_default(),
+                if h.up { "up" } else { "aside" }.into(),
+                h.role.map_or("unknown", |r| r.as_str()).into(),
+                h.connections.to_string(),
+                format_time(h.last_change),
+                h.last_error.unwrap_or_default(),
+                failovers.to_string(),
+                changes.to_string(),
+            ]);
+        }
+    }
+    t
+}

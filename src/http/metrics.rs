@@ -22,6 +22,11 @@
 //! `pgpool_cancels_forwarded_total`, `pgpool_reloads_total{result="ok|failed"}`,
 //! `pgpool_errors_total{kind="refused|login|protocol|wait_timeout|server_connect|server_lost"}`,
 //! `pgpool_build_info{version}`.
+//!
+//! Per host (labels `database`, `host`, `port`): `pgpool_host_up`,
+//! `pgpool_host_primary` (1 primary, 0 standby, -1 unknown),
+//! `pgpool_host_connections`; per entry: `pgpool_failovers_total`,
+//! `pgpool_role_changes_total`.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -344,6 +349,7 @@ impl Scrape {
         ] {
             ConstCounter::new(n).encode(family.encode_family(&[("result", result)])?)?;
         }
+        self.encode_hosts(enc)?;
         let mut family = enc.encode_descriptor(
             "pgpool_build_info",
             "The running version of pgpool-rs (always 1)",
@@ -352,6 +358,71 @@ impl Scrape {
         )?;
         ConstGauge::new(1i64)
             .encode(family.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)
+    }
+}
+
+impl Scrape {
+    /// Per host: up, primary, connections; per database entry: failovers and role changes.
+    fn encode_hosts(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let sets = self.shared.host_sets();
+        let views: Vec<_> = sets.iter().map(|s| (s.clone(), s.views())).collect();
+        type HostValue = fn(&crate::server::hosts::HostView) -> i64;
+        let gauges: [(&str, &str, HostValue); 3] = [
+            (
+                "pgpool_host_up",
+                "1 while the host is in use, 0 while set aside after a failure",
+                |h| i64::from(h.up),
+            ),
+            (
+                "pgpool_host_primary",
+                "1 if the host last reported it is a primary, 0 if a standby, -1 if unknown",
+                |h| match h.role {
+                    Some(crate::server::hosts::ServerRole::Primary) => 1,
+                    Some(crate::server::hosts::ServerRole::Standby) => 0,
+                    None => -1,
+                },
+            ),
+            (
+                "pgpool_host_connections",
+                "Server connections open to the host",
+                |h| i64::from(h.connections),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut family = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (set, hosts) in &views {
+                for h in hosts {
+                    let port = h.port.to_string();
+                    let labels = [
+                        ("database", set.database.as_str()),
+                        ("host", h.name.as_str()),
+                        ("port", port.as_str()),
+                    ];
+                    ConstGauge::new(value(h)).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        type SetCounter = fn(&crate::server::hosts::HostSet) -> u64;
+        let counters: [(&str, &str, SetCounter); 2] = [
+            (
+                "pgpool_failovers",
+                "Times a different host became the primary of a database entry",
+                |s| s.failovers.load(Relaxed),
+            ),
+            (
+                "pgpool_role_changes",
+                "Times a host was seen to change role (primary/standby)",
+                |s| s.role_changes.load(Relaxed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (set, _) in &views {
+                ConstCounter::new(value(set))
+                    .encode(family.encode_family(&[("database", set.database.as_str())])?)?;
+            }
+        }
+        Ok(())
     }
 }
 

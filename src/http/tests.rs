@@ -46,7 +46,8 @@ fn pool(http: &Http, database: &str, user: &str) -> Arc<Pool> {
         user: user.into(),
     };
     http.shared.registry.get_or_create(&key, 0, || {
-        crate::app::settings_for(&snapshot, db, user, ServerCredential::None, 0)
+        http.shared
+            .settings_for(&snapshot, db, user, ServerCredential::None, 0)
             .expect("entry has a host")
     })
 }

@@ -28,6 +28,7 @@ pub fn spawn(pool: Weak<Pool>) {
                 return;
             }
             pool.expire_waiters();
+            pool.retry_growth();
             n = n.wrapping_add(1);
             if n.is_multiple_of(TIDY_EVERY) {
                 run_once(&pool);

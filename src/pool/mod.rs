@@ -4,6 +4,7 @@
 //! out"; resets and checks are delegated to [`crate::server::ServerConn`].
 
 pub mod checkout;
+pub mod connect;
 pub mod db_limit;
 pub mod maintain;
 #[allow(clippy::module_inception)]

@@ -18,6 +18,7 @@ use super::db_limit::DbLimit;
 use crate::config::PoolMode;
 use crate::observe::cards::ServerCard;
 use crate::observe::stats::PoolStats;
+use crate::server::hosts::{HostSet, ServerRole};
 use crate::server::{ConnectError, ConnectTarget, ServerConn};
 
 /// Identifies a pool: the database entry clients name, and the user.
@@ -52,8 +53,11 @@ pub struct PoolSettings {
     pub lifetime: Duration,
     /// How long a client waits for a connection (0 = forever).
     pub query_wait_timeout: Duration,
-    /// Where and how to connect.
+    /// Where and how to connect (`target.host`/`port`: the first host, for
+    /// messages; connections go where `hosts` says).
     pub target: ConnectTarget,
+    /// The entry's hosts: choice, roles, set-aside hosts.
+    pub hosts: Arc<HostSet>,
     /// Bumped when `target` changes; older connections are retired.
     pub epoch: u64,
     /// Protocol-level prepared statements kept per server connection
@@ -64,15 +68,23 @@ pub struct PoolSettings {
 /// Why a checkout failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CheckoutError {
-    /// No connection within `query_wait_timeout`.
-    #[error("query_wait_timeout: no server connection became available within {0} s")]
-    WaitTimeout(u64),
+    /// No connection within `query_wait_timeout`; with the last reason a
+    /// connection could not be opened, if any.
+    #[error("query_wait_timeout: no server connection became available within {0} s{last}", last = last_attempt(.1))]
+    WaitTimeout(u64, Option<Arc<str>>),
     /// Opening a connection failed.
     #[error("{0}")]
     Connect(Arc<ConnectError>),
     /// The pool was closed (its database was removed or the pooler is stopping).
     #[error("pool for database \"{0}\" is closed")]
     Closed(String),
+}
+
+fn last_attempt(failure: &Option<Arc<str>>) -> String {
+    failure
+        .as_ref()
+        .map(|e| format!(" (last connection attempt: {e})"))
+        .unwrap_or_default()
 }
 
 /// Parameter name/value pairs a server reported at login, told to clients.
@@ -97,6 +109,9 @@ struct State {
     open: u32,
     /// Of which still opening.
     connecting: u32,
+    /// Why the last connection attempt failed (cleared by a success); while
+    /// set, new attempts wait for the maintenance tick instead of looping.
+    last_failure: Option<Arc<str>>,
     /// Every logged-in connection, for `SHOW SERVERS`; changes only when
     /// one opens or closes.
     cards: std::collections::BTreeMap<u64, ServerCard>,
@@ -294,6 +309,7 @@ impl Pool {
             match check.await {
                 Ok(Ok(None)) => {}
                 _ => {
+                    s.hosts.set_aside(conn.host, "server_check_query failed");
                     self.forget(conn, false);
                     return None;
                 }
@@ -306,7 +322,11 @@ impl Pool {
     /// opened and the limits allow.
     fn grow_locked(&self, st: &mut State, s: &PoolSettings) {
         let waiting = st.waiters.len() as u32;
-        if st.connecting >= waiting || st.open >= s.size || self.is_paused() {
+        if st.connecting >= waiting
+            || st.open >= s.size
+            || self.is_paused()
+            || st.last_failure.is_some() && st.connecting > 0
+        {
             return;
         }
         if !self.db.try_acquire() {
@@ -323,10 +343,10 @@ impl Pool {
             return;
         };
         let target = s.target.clone();
+        let hosts = s.hosts.clone();
         let epoch = s.epoch;
         tokio::spawn(async move {
-            let result = ServerConn::connect(&target).await.map(|c| {
-                let mut c = Box::new(c);
+            let result = super::connect::open(&hosts, &target).await.map(|mut c| {
                 c.epoch = epoch;
                 c
             });
@@ -343,6 +363,7 @@ impl Pool {
                 {
                     let mut st = self.lock();
                     st.connecting -= 1;
+                    st.last_failure = None;
                     st.cards.insert(conn.id, conn.card());
                 }
                 self.checkin(conn);
@@ -350,14 +371,22 @@ impl Pool {
             Err(e) => {
                 tracing::warn!(pool = %self.key.database, user = %self.key.user, error = %e, "server connection failed");
                 self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
-                let e = CheckoutError::Connect(Arc::new(e));
+                let transient = e.is_transient();
                 let waiters = {
                     let mut st = self.lock();
                     st.connecting -= 1;
                     st.open -= 1;
-                    std::mem::take(&mut st.waiters)
+                    st.last_failure = Some(e.to_string().into());
+                    if transient {
+                        // Clients keep waiting (up to query_wait_timeout);
+                        // the maintenance tick tries again.
+                        VecDeque::new()
+                    } else {
+                        std::mem::take(&mut st.waiters)
+                    }
                 };
                 self.db.release();
+                let e = CheckoutError::Connect(Arc::new(e));
                 for w in waiters {
                     let _ = w.tx.send(Err(e.clone()));
                 }
@@ -389,6 +418,7 @@ impl Pool {
         if self.is_closed()
             || self.is_paused()
             || st.open > s.size
+            || !fits_role(&conn, &s.hosts)
             || expired(&conn, &s, now)
             || self.db.has_wanting() && st.waiters.is_empty()
         {
@@ -421,6 +451,7 @@ impl Pool {
         polite: bool,
     ) -> Option<tokio::task::JoinHandle<()>> {
         self.stats.server_closed();
+        self.settings().hosts.closed(conn.host);
         {
             let mut st = self.lock();
             st.open -= 1;
@@ -472,7 +503,7 @@ impl Pool {
             return;
         }
         let mut expired = Vec::new();
-        {
+        let last_failure = {
             let mut st = self.lock();
             while st
                 .waiters
@@ -483,15 +514,29 @@ impl Pool {
                     expired.push(w);
                 }
             }
-        }
+            st.last_failure.clone()
+        };
         for w in expired {
-            if w.tx
-                .send(Err(CheckoutError::WaitTimeout(timeout.as_secs())))
-                .is_ok()
-            {
+            let e = CheckoutError::WaitTimeout(timeout.as_secs(), last_failure.clone());
+            if w.tx.send(Err(e)).is_ok() {
                 self.stats.wait_timeouts.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// After a failed connection attempt, tries again for the clients still
+    /// waiting (maintenance tick).
+    pub fn retry_growth(&self) {
+        let s = self.settings();
+        let mut st = self.lock();
+        if st.last_failure.is_some() && st.connecting == 0 && !st.waiters.is_empty() {
+            self.grow_locked(&mut st, &s);
+        }
+    }
+
+    /// Why the last connection attempt failed, while no attempt has succeeded since.
+    pub fn last_failure(&self) -> Option<Arc<str>> {
+        self.lock().last_failure.clone()
     }
 
     /// Opens connections until `min_size` are open (maintenance).
@@ -590,7 +635,25 @@ pub struct PoolCounts {
     pub waiting: u32,
 }
 
+/// False if the connection's server is no longer of the role the entry
+/// needs (it reported a change, or refused a write as read-only); the host
+/// set learns of it, so its other connections retire too.
+fn fits_role(conn: &ServerConn, hosts: &HostSet) -> bool {
+    if conn.read_only_refusal && hosts.role == crate::config::Role::Writer {
+        hosts.role_in_doubt(conn.host);
+        return false;
+    }
+    match conn.standby {
+        Some(standby) if !hosts.still_accepts(conn.host, Some(standby)) => {
+            hosts.note_role(conn.host, ServerRole::from_standby(standby));
+            false
+        }
+        _ => true,
+    }
+}
+
 fn expired(conn: &ServerConn, s: &PoolSettings, now: Instant) -> bool {
-    conn.epoch != s.epoch
+    !s.hosts.is_current(conn.host, conn.host_generation)
+        || conn.epoch != s.epoch
         || !s.lifetime.is_zero() && now.saturating_duration_since(conn.created) >= s.lifetime
 }

@@ -30,6 +30,8 @@ pub mod tag {
     pub const PARAMETER_STATUS: u8 = b'S';
     /// ReadyForQuery.
     pub const READY_FOR_QUERY: u8 = b'Z';
+    /// DataRow.
+    pub const DATA_ROW: u8 = b'D';
 }
 
 /// Transaction status carried by ReadyForQuery.
@@ -316,6 +318,17 @@ pub fn error_code(mut body: &[u8]) -> Option<&[u8]> {
         body = rest;
     }
     None
+}
+
+/// The first column of a DataRow body; `None` if NULL or malformed.
+pub fn first_column(body: &[u8]) -> Option<&[u8]> {
+    let count = u16::from_be_bytes([*body.first()?, *body.get(1)?]);
+    if count == 0 {
+        return None;
+    }
+    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    body.get(6..6 + len)
 }
 
 /// Splits a ParameterStatus body into name and value.

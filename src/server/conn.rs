@@ -96,6 +96,48 @@ pub enum ConnectError {
     /// The server broke the protocol.
     #[error("protocol error from server: {0}")]
     Protocol(String),
+    /// The server is not what the database entry needs (a standby for a writer).
+    #[error("{host}:{port} is a {role}, not what database \"{database}\" needs ({wanted})")]
+    WrongRole {
+        /// Host tried.
+        host: String,
+        /// Port tried.
+        port: u16,
+        /// What it is.
+        role: &'static str,
+        /// The entry.
+        database: String,
+        /// What the entry needs.
+        wanted: &'static str,
+    },
+    /// No host of the entry can be used right now (all set aside or of the
+    /// wrong role); the message says each host's state.
+    #[error("{0}")]
+    NoHost(String),
+    /// A host name did not resolve.
+    #[error("{0}")]
+    Resolve(String),
+}
+
+impl ConnectError {
+    /// True for failures that may go away by themselves (a server restarting
+    /// or failing over, a network blip): waiting clients keep waiting, up to
+    /// `query_wait_timeout`. False for configuration and authentication
+    /// problems, which fail the waiting clients at once.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ConnectError::Io { .. }
+            | ConnectError::Timeout { .. }
+            | ConnectError::WrongRole { .. }
+            | ConnectError::NoHost(_)
+            | ConnectError::Resolve(_) => true,
+            // Starting up, shutting down, in recovery, too many connections, connection errors.
+            ConnectError::Server(f) => {
+                f.code.starts_with("57P") || f.code.starts_with("08") || f.code == "53300"
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<ReadError> for ConnectError {
@@ -146,13 +188,32 @@ pub struct ServerConn {
     pub local_addr: Option<std::net::SocketAddr>,
     /// Wall-clock login time, for the admin console.
     pub connected_at: std::time::SystemTime,
+    /// The server is a hot standby (`in_hot_standby`, or `pg_is_in_recovery()`
+    /// at login); `None` until known. Updated when the server reports a change.
+    pub standby: Option<bool>,
+    /// The server refused a write as read-only (SQLSTATE 25006): its role is in doubt.
+    pub read_only_refusal: bool,
+    /// Index of its host in the database entry's host set.
+    pub host: usize,
+    /// That host's generation when the connection was opened.
+    pub host_generation: u64,
 }
 
 impl ServerConn {
-    /// Connects and logs in, all within `target.connect_timeout`.
+    /// Connects to `target.host` and logs in, all within `target.connect_timeout`.
     pub async fn connect(target: &ConnectTarget) -> Result<ServerConn, ConnectError> {
+        Self::connect_at(target, None).await
+    }
+
+    /// Connects to `addr` (or `target.host` when `None`) and logs in as
+    /// `target` says, learning the server's role, all within
+    /// `target.connect_timeout`.
+    pub async fn connect_at(
+        target: &ConnectTarget,
+        addr: Option<std::net::SocketAddr>,
+    ) -> Result<ServerConn, ConnectError> {
         let timeout = target.connect_timeout;
-        match tokio::time::timeout(timeout, Self::connect_inner(target)).await {
+        match tokio::time::timeout(timeout, Self::connect_inner(target, addr)).await {
             Ok(r) => r,
             Err(_) => Err(ConnectError::Timeout {
                 host: target.host.clone(),
@@ -162,20 +223,30 @@ impl ServerConn {
         }
     }
 
-    async fn connect_inner(target: &ConnectTarget) -> Result<ServerConn, ConnectError> {
+    async fn connect_inner(
+        target: &ConnectTarget,
+        addr: Option<std::net::SocketAddr>,
+    ) -> Result<ServerConn, ConnectError> {
         let io_err = |source| ConnectError::Io {
             host: target.host.clone(),
             port: target.port,
             source,
         };
-        let stream = TcpStream::connect((target.host.as_str(), target.port))
-            .await
-            .map_err(io_err)?;
+        let stream = match addr {
+            Some(addr) => TcpStream::connect(addr).await,
+            None => TcpStream::connect((target.host.as_str(), target.port)).await,
+        }
+        .map_err(io_err)?;
         let mut conn = ServerConn::unauthenticated(stream).map_err(io_err)?;
         conn.login(target).await.map_err(|e| match e {
             ConnectError::Io { source, .. } => io_err(source),
             other => other,
         })?;
+        if conn.standby.is_none() {
+            // Servers before PostgreSQL 14 do not report in_hot_standby.
+            let standby = conn.query_bool("SELECT pg_is_in_recovery()").await?;
+            conn.standby = Some(standby);
+        }
         Ok(conn)
     }
 
@@ -205,6 +276,10 @@ impl ServerConn {
             epoch: 0,
             local_addr,
             connected_at: std::time::SystemTime::now(),
+            standby: None,
+            read_only_refusal: false,
+            host: 0,
+            host_generation: 0,
         })
     }
 
@@ -323,9 +398,36 @@ impl ServerConn {
         }
     }
 
+    /// Runs a one-value boolean query of the pooler's own.
+    async fn query_bool(&mut self, sql: &str) -> Result<bool, ConnectError> {
+        let mut out = BytesMut::with_capacity(sql.len() + 8);
+        frontend::query(&mut out, sql);
+        self.stream.write_all(&out).await.map_err(ReadError::from)?;
+        let mut value = None;
+        loop {
+            let msg = read_message(&mut self.stream, &mut self.buf, CONTROL_MESSAGE_CAP).await?;
+            match msg.tag {
+                tag::DATA_ROW => value = backend::first_column(&msg.body).map(|v| v == b"t"),
+                tag::ERROR_RESPONSE => {
+                    return Err(ConnectError::Server(ErrorFields::parse(&msg.body)))
+                }
+                tag::PARAMETER_STATUS => self.note_parameter(&msg.body),
+                tag::READY_FOR_QUERY => {
+                    return value.ok_or_else(|| {
+                        ConnectError::Protocol(format!("no boolean answer to {sql}"))
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Records a ParameterStatus body.
     pub fn note_parameter(&mut self, body: &[u8]) {
         if let Some((name, value)) = backend::parse_parameter_status(body) {
+            if name.eq_ignore_ascii_case(b"in_hot_standby") {
+                self.standby = Some(value == b"on");
+            }
             let name = String::from_utf8_lossy(name);
             let value = String::from_utf8_lossy(value);
             self.params.reported_changed(&name, &value);

@@ -4,6 +4,7 @@
 pub mod cancel;
 pub mod conn;
 pub mod dirty;
+pub mod hosts;
 pub mod io;
 pub mod params;
 pub mod prepared;

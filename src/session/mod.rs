@@ -299,7 +299,7 @@ fn closed() -> ClientError {
 /// Maps a failed checkout to what the client is told.
 pub fn checkout_error(e: CheckoutError) -> ClientError {
     match &e {
-        CheckoutError::WaitTimeout(_) => {
+        CheckoutError::WaitTimeout(..) => {
             ClientError::fatal(sqlstate::QUERY_CANCELED, e.to_string())
         }
         CheckoutError::Closed(_) => ClientError::fatal(sqlstate::ADMIN_SHUTDOWN, e.to_string()),

@@ -96,6 +96,13 @@ impl Relay<'_> {
                     tracing::debug!("server sent FATAL");
                     self.server_fatal = true;
                 }
+                // "cannot execute ... in a read-only transaction": on a
+                // writer this may be an old primary, now a replica.
+                btag::ERROR_RESPONSE
+                    if backend::error_code(&self.server.buf[start..end]) == Some(b"25006") =>
+                {
+                    self.server.read_only_refusal = true;
+                }
                 btag::PARAMETER_STATUS => {
                     let body = self.server.buf[start..end].to_vec();
                     self.server.note_parameter(&body);
