@@ -294,6 +294,10 @@ impl Shared {
             pool.set_settings(new);
             pool.set_db_max(db.effective_max_db_connections(&snapshot.config.pool));
         }
+        self.host_sets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| snapshot.config.databases.contains_key(name));
         self.listen_addr.send_if_modified(|addr| {
             let changed = *addr != snapshot.config.listen.addr;
             *addr = snapshot.config.listen.addr;

@@ -222,11 +222,8 @@ fn metrics_render_pool_and_global_values_in_prometheus_text() {
 fn metrics_leave_out_closed_pools() {
     let (http, _tx) = setup();
     let p = pool(&http, "reports", "bob");
-    assert!(get(&http, Method::GET, "/metrics")
-        .2
-        .contains(r#"database="reports""#));
+    let series = r#"pgpool_clients_active{database="reports""#;
+    assert!(get(&http, Method::GET, "/metrics").2.contains(series));
     p.close();
-    assert!(!get(&http, Method::GET, "/metrics")
-        .2
-        .contains(r#"database="reports""#));
+    assert!(!get(&http, Method::GET, "/metrics").2.contains(series));
 }

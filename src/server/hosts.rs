@@ -151,6 +151,18 @@ pub struct HostSet {
     pub role_changes: AtomicU64,
     last_primary: Mutex<Option<usize>>,
     background: AtomicBool,
+    lookup: Lookup,
+}
+
+/// Where host names are looked up: the system resolver, or (unit tests) a
+/// table the test changes.
+#[derive(Debug, Clone, Default)]
+pub enum Lookup {
+    /// `getaddrinfo` through tokio.
+    #[default]
+    System,
+    /// Fixed answers: every name resolves to these addresses.
+    Fixed(Arc<Mutex<Vec<SocketAddr>>>),
 }
 
 impl HostSet {
@@ -191,7 +203,16 @@ impl HostSet {
             role_changes: AtomicU64::new(0),
             last_primary: Mutex::new(None),
             background: AtomicBool::new(false),
+            lookup: Lookup::System,
         })
+    }
+
+    /// The same set, resolving names with `lookup` (tests).
+    pub fn with_lookup(mut self: Arc<Self>, lookup: Lookup) -> Arc<HostSet> {
+        if let Some(set) = Arc::get_mut(&mut self) {
+            set.lookup = lookup;
+        }
+        self
     }
 
     /// True if two sets describe the same servers and rules (reload keeps the old one,
@@ -289,10 +310,13 @@ impl HostSet {
     /// (except for reader entries, see the module docs).
     async fn resolve(&self, index: usize) -> Result<SocketAddr, String> {
         let host = &self.hosts[index];
-        let found: Vec<SocketAddr> = tokio::net::lookup_host((host.name.as_str(), host.port))
-            .await
-            .map_err(|e| format!("could not resolve {}: {e}", host.name))?
-            .collect();
+        let found: Vec<SocketAddr> = match &self.lookup {
+            Lookup::System => tokio::net::lookup_host((host.name.as_str(), host.port))
+                .await
+                .map_err(|e| format!("could not resolve {}: {e}", host.name))?
+                .collect(),
+            Lookup::Fixed(addrs) => addrs.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        };
         let first = *found
             .first()
             .ok_or_else(|| format!("{} resolved to no address", host.name))?;
@@ -625,6 +649,61 @@ mod tests {
         );
         assert_eq!(s.role_changes.load(Relaxed), 2);
         assert_eq!(s.failovers.load(Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_changed_dns_answer_retires_old_connections_except_for_readers() {
+        let answer = Arc::new(Mutex::new(vec!["127.0.0.1:5432".parse().expect("addr")]));
+        for (role, retires) in [
+            (Role::Writer, true),
+            (Role::Any, true),
+            (Role::Reader, false),
+        ] {
+            *answer.lock().expect("lock") = vec!["127.0.0.1:5432".parse().expect("addr")];
+            let hosts = [("db.example".to_owned(), 5432)];
+            let s = HostSet::new("db", role, true, &hosts, Duration::from_secs(5))
+                .with_lookup(Lookup::Fixed(answer.clone()));
+            let first = pick(&s).await.expect("a host");
+            let generation = s.hosts[first].generation();
+            assert_eq!(
+                s.views()[0].addr,
+                Some("127.0.0.1:5432".parse().expect("addr"))
+            );
+            // Same answer: nothing changes.
+            s.resolve(0).await.expect("resolves");
+            assert!(s.is_current(0, generation));
+            *answer.lock().expect("lock") = vec!["127.0.0.2:5432".parse().expect("addr")];
+            s.resolve(0).await.expect("resolves");
+            assert_eq!(
+                s.views()[0].addr,
+                Some("127.0.0.2:5432".parse().expect("addr"))
+            );
+            assert_eq!(!s.is_current(0, generation), retires, "{role:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn names_are_cached_for_dns_max_ttl() {
+        let answer = Arc::new(Mutex::new(vec!["127.0.0.1:1".parse().expect("addr")]));
+        let hosts = [("db.example".to_owned(), 1)];
+        let s = HostSet::new("db", Role::Any, true, &hosts, Duration::from_secs(60))
+            .with_lookup(Lookup::Fixed(answer.clone()));
+        let tried = [false];
+        let first = s.pick(&tried).await.expect("host").expect("resolves");
+        *answer.lock().expect("lock") = vec!["127.0.0.9:1".parse().expect("addr")];
+        let second = s.pick(&tried).await.expect("host").expect("resolves");
+        assert_eq!(
+            first.addr, second.addr,
+            "within the TTL the cached answer is used"
+        );
+        s.set_aside(0, "refused");
+        s.opened(0);
+        let third = s.pick(&tried).await.expect("host").expect("resolves");
+        assert_eq!(
+            third.addr,
+            "127.0.0.9:1".parse().expect("addr"),
+            "a failure forces a fresh lookup"
+        );
     }
 
     #[test]
