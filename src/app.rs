@@ -115,6 +115,7 @@ impl Shared {
                 || t.0.user != t.1.user
                 || t.0.database != t.1.database
                 || t.0.credential != t.1.credential
+                || t.0.tls != t.1.tls
             {
                 new.epoch = old.epoch + 1;
             }
@@ -170,6 +171,7 @@ pub fn settings_for(
             database: db.dbname.clone(),
             credential,
             connect_timeout: pool_cfg.server_connect_timeout,
+            tls: snapshot.server_tls.clone(),
         },
         epoch,
         max_prepared: pool_cfg.max_prepared_statements,

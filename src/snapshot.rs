@@ -1,12 +1,16 @@
 //! The validated configuration plus what is derived from it once at load
-//! time (SCRAM verifiers for plaintext userlist entries), so nothing costly
-//! happens per login. A reload builds a new Snapshot and swaps it in.
+//! time (SCRAM verifiers for plaintext userlist entries, the TLS acceptor and
+//! connector), so nothing costly happens per login. A reload builds a new Snapshot
+//! and swaps it in: new TLS handshakes use the new certificate, connected clients
+//! keep the session they have; a TLS file that does not load fails the reload.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::auth::{md5_secret, ScramSecret};
-use crate::config::{AuthType, Config, ConfigError, Secret, Userlist};
+use crate::config::{AuthType, ClientTls, Config, ConfigError, Problem, Secret, Userlist};
+use crate::tls::{ClientTlsAcceptor, ServerTlsConnector, TlsFileError};
 
 /// What the pooler knows about one userlist entry.
 #[derive(Debug, Clone)]
@@ -26,6 +30,10 @@ pub struct Snapshot {
     pub config: Config,
     /// Userlist entries by user name.
     pub users: HashMap<String, UserEntry>,
+    /// Client-facing TLS (`None` when `client_tls = "disable"`).
+    pub client_tls: Option<Arc<ClientTlsAcceptor>>,
+    /// Server-facing TLS.
+    pub server_tls: ServerTlsConnector,
 }
 
 impl Snapshot {
@@ -51,12 +59,46 @@ impl Snapshot {
                 }
             }
         }
-        Ok(Snapshot { config, users })
+        let client_tls = match (
+            config.listen.client_tls,
+            &config.listen.tls_cert,
+            &config.listen.tls_key,
+        ) {
+            (ClientTls::Disable, _, _) => None,
+            (_, Some(cert), Some(key)) => Some(Arc::new(
+                ClientTlsAcceptor::load(cert, key).map_err(|e| tls_problem(&config, e))?,
+            )),
+            // Validation already requires both files unless disabled.
+            _ => None,
+        };
+        let server_tls = ServerTlsConnector::load(
+            config.pool.server_tls,
+            config.pool.server_tls_ca_file.as_deref(),
+        )
+        .map_err(|e| tls_problem(&config, e))?;
+        Ok(Snapshot {
+            config,
+            users,
+            client_tls,
+            server_tls,
+        })
     }
 
     /// The entry for `user`, if the userlist has one.
     pub fn user(&self, user: &str) -> Option<&UserEntry> {
         self.users.get(user)
+    }
+}
+
+/// A TLS file problem, located at the key that named the file.
+fn tls_problem(config: &Config, e: TlsFileError) -> ConfigError {
+    let keys: Vec<&str> = e.key.split('.').collect();
+    let line = std::fs::read_to_string(&config.path)
+        .ok()
+        .and_then(|text| crate::config::key_line(&text, &config.path, &keys));
+    let problem = Problem::new(&config.path, line, Some(e.key), e.to_string());
+    ConfigError {
+        problems: vec![problem],
     }
 }
 

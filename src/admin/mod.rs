@@ -10,7 +10,6 @@ pub mod show;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use crate::app::Shared;
 use crate::error::{sqlstate, ClientError};
@@ -113,7 +112,7 @@ pub async fn serve(
             }
             _ => {}
         }
-        if !out.is_empty() && client.write_all(&out).await.is_err() {
+        if !out.is_empty() && client.send(&out).await.is_err() {
             return Ok(());
         }
     }

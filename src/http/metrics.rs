@@ -20,6 +20,7 @@
 //! Pooler-wide: `pgpool_clients_connected`, `pgpool_clients_refused_total`,
 //! `pgpool_login_failures_total`, `pgpool_protocol_errors_total`,
 //! `pgpool_cancels_forwarded_total`, `pgpool_reloads_total{result="ok|failed"}`,
+//! `pgpool_tls_handshakes_total{result="ok|failed"}` (client side),
 //! `pgpool_build_info{version}`.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -318,6 +319,18 @@ impl Scrape {
         for (result, n) in [
             ("ok", s.reloads_ok.load(Relaxed)),
             ("failed", s.reloads_failed.load(Relaxed)),
+        ] {
+            ConstCounter::new(n).encode(family.encode_family(&[("result", result)])?)?;
+        }
+        let mut family = enc.encode_descriptor(
+            "pgpool_tls_handshakes",
+            "Client TLS handshakes, by result",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, n) in [
+            ("ok", s.tls_handshakes_ok.load(Relaxed)),
+            ("failed", s.tls_handshakes_failed.load(Relaxed)),
         ] {
             ConstCounter::new(n).encode(family.encode_family(&[("result", result)])?)?;
         }

@@ -38,17 +38,18 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, max_clients
             }
             Err(_) => {
                 shared.stats.clients_refused.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(refuse(stream));
+                tokio::spawn(refuse(stream, shared.clone()));
             }
         }
     }
 }
 
-async fn refuse(stream: TcpStream) {
+async fn refuse(stream: TcpStream, shared: Arc<Shared>) {
     let mut client = ClientStream::Plain(stream);
+    let tls = shared.snapshot().client_tls.clone();
     let _ = tokio::time::timeout(
         session::startup::REFUSE_GRACE,
-        session::startup::read_startup(&mut client),
+        session::startup::read_startup(&mut client, tls.as_deref(), &shared.stats),
     )
     .await;
     let e = ClientError::fatal(
