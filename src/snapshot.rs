@@ -121,3 +121,56 @@ fn derive(user: &str, secret: &Secret) -> UserEntry {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn pair() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    const CONFIG: &str = "[listen]\nclient_tls = \"require\"\ntls_cert = \"c.pem\"\n\
+                          tls_key = \"k.pem\"\n[auth]\ntype = \"trust\"\n\
+                          [pool]\nserver_tls = \"verify-full\"\nserver_tls_ca_file = \"ca.pem\"\n";
+
+    #[test]
+    fn tls_files_load_or_fail_with_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write(dir.path(), "pool.toml", CONFIG);
+        let (cert, key) = pair();
+        let (other_cert, _) = pair();
+        write(dir.path(), "c.pem", &cert);
+        write(dir.path(), "k.pem", &key);
+        write(dir.path(), "ca.pem", &other_cert);
+        let snap = Snapshot::load(&config).unwrap();
+        let acceptor = snap.client_tls.as_ref().expect("client TLS on");
+        assert_eq!(acceptor.end_point.as_ref().map(|e| e.len()), Some(32));
+        assert!(snap.server_tls.config.is_some());
+
+        write(dir.path(), "c.pem", "garbage");
+        let e = Snapshot::load(&config).unwrap_err().to_string();
+        assert!(e.contains("pool.toml:3: listen.tls_cert:"), "{e}");
+        assert!(e.contains("no PEM certificate"), "{e}");
+
+        // A key that belongs to another certificate.
+        write(dir.path(), "c.pem", &other_cert);
+        let e = Snapshot::load(&config).unwrap_err().to_string();
+        assert!(e.contains("pool.toml:4: listen.tls_key:"), "{e}");
+        assert!(e.contains("does not fit the certificate"), "{e}");
+
+        write(dir.path(), "c.pem", &cert);
+        std::fs::remove_file(dir.path().join("ca.pem")).unwrap();
+        let e = Snapshot::load(&config).unwrap_err().to_string();
+        assert!(e.contains("pool.toml:9: pool.server_tls_ca_file:"), "{e}");
+        assert!(e.contains("cannot read"), "{e}");
+    }
+}
