@@ -57,6 +57,7 @@ fn settings(size: u32) -> PoolSettings {
             database: "bench".into(),
             credential: ServerCredential::None,
             connect_timeout: Duration::from_secs(1),
+            tls: pgpool_rs::tls::ServerTlsConnector::disabled(),
         },
         hosts: pgpool_rs::server::hosts::HostSet::new(
             "bench",

@@ -230,6 +230,7 @@ impl Shared {
                 database: db.dbname.clone(),
                 credential,
                 connect_timeout: pool_cfg.server_connect_timeout,
+                tls: snapshot.server_tls.clone(),
             },
             hosts,
             epoch,
@@ -287,6 +288,7 @@ impl Shared {
                 || t.0.database != t.1.database
                 || t.0.credential != t.1.credential
                 || !Arc::ptr_eq(&new.hosts, &old.hosts)
+                || t.0.tls != t.1.tls
             {
                 new.epoch = old.epoch + 1;
             }

@@ -34,3 +34,4 @@ pub mod reload;
 pub mod server;
 pub mod session;
 pub mod snapshot;
+pub mod tls;

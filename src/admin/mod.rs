@@ -11,7 +11,6 @@ pub mod show_conns;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 use crate::app::Shared;
 use crate::error::{sqlstate, ClientError};
@@ -121,7 +120,7 @@ pub async fn serve(
             }
             _ => {}
         }
-        if !out.is_empty() && client.write_all(&out).await.is_err() {
+        if !out.is_empty() && client.send(&out).await.is_err() {
             return Ok(());
         }
     }

@@ -100,3 +100,88 @@ fn md5_matches_postgres_protocol() {
         theirs.as_bytes()
     ));
 }
+
+/// Runs postgres-protocol's client with `their` binding against our server offering
+/// `ours`, the client naming `mechanism`.
+fn bound_exchange(
+    ours: Option<Vec<u8>>,
+    mechanism: &str,
+    their: ChannelBinding,
+) -> Result<ScramVerdict, AuthError> {
+    let mut client = ScramSha256::new(b"pw", their);
+    let mut server = ScramServer::new(Some(ScramSecret::generate("pw"))).with_channel_binding(ours);
+    server.select(mechanism)?;
+    let server_first = server.client_first(client.message())?;
+    client.update(&server_first).unwrap();
+    let verdict = server.client_final(client.message())?;
+    if let ScramVerdict::Success { server_final, .. } = &verdict {
+        client.finish(server_final).unwrap();
+    }
+    Ok(verdict)
+}
+
+#[test]
+fn tokio_postgres_channel_binding_plus() {
+    let cert_hash = vec![7u8; 32];
+    let their = ChannelBinding::tls_server_end_point(cert_hash.clone());
+    let verdict = bound_exchange(Some(cert_hash.clone()), SCRAM_SHA_256_PLUS, their);
+    assert!(
+        matches!(verdict, Ok(ScramVerdict::Success { .. })),
+        "{verdict:?}"
+    );
+    // A different certificate on the client's side (a man in the middle) is refused.
+    let their = ChannelBinding::tls_server_end_point(vec![8u8; 32]);
+    assert_eq!(
+        bound_exchange(Some(cert_hash.clone()), SCRAM_SHA_256_PLUS, their),
+        Err(AuthError::ChannelBindingMismatch)
+    );
+    // 'y' (client could bind, thinks we cannot) while PLUS was offered: a downgrade.
+    let verdict = bound_exchange(
+        Some(cert_hash.clone()),
+        SCRAM_SHA_256,
+        ChannelBinding::unrequested(),
+    );
+    assert!(matches!(
+        verdict,
+        Err(AuthError::ChannelBindingNegotiation(_))
+    ));
+    // 'n' (client cannot bind) is fine on a TLS connection.
+    let verdict = bound_exchange(
+        Some(cert_hash),
+        SCRAM_SHA_256,
+        ChannelBinding::unsupported(),
+    );
+    assert!(matches!(verdict, Ok(ScramVerdict::Success { .. })));
+    // PLUS is not offered without binding data.
+    let their = ChannelBinding::tls_server_end_point(vec![7u8; 32]);
+    assert_eq!(
+        bound_exchange(None, SCRAM_SHA_256_PLUS, their),
+        Err(AuthError::UnsupportedMechanism)
+    );
+}
+
+#[test]
+fn our_client_binds_to_our_server() {
+    let secret = ScramSecret::generate("pw");
+    for binding in [
+        ClientBinding::None,
+        ClientBinding::NotOffered,
+        ClientBinding::TlsServerEndPoint(vec![1, 2, 3]),
+    ] {
+        let offered = match &binding {
+            ClientBinding::TlsServerEndPoint(d) => Some(d.clone()),
+            _ => None,
+        };
+        let mut client =
+            ScramClient::new(ScramCredentials::Password("pw".into())).with_binding(binding);
+        let mut server = ScramServer::new(Some(secret.clone())).with_channel_binding(offered);
+        assert_eq!(server.mechanisms()[0], client.mechanism());
+        server.select(client.mechanism()).unwrap();
+        let first = server.client_first(&client.client_first()).unwrap();
+        let fin = client.server_first(&first).unwrap();
+        let ScramVerdict::Success { server_final, .. } = server.client_final(&fin).unwrap() else {
+            panic!("bound login failed");
+        };
+        client.server_final(&server_final).unwrap();
+    }
+}

@@ -10,6 +10,7 @@
 //! SCRAM verifiers ([`ScramSecret`]) are meant to be derived once, when the configuration
 //! loads; a login then costs a few HMACs, never a PBKDF2 run.
 
+pub mod channel_binding;
 #[cfg(test)]
 mod interop_tests;
 mod md5;
@@ -22,10 +23,15 @@ mod scram_server;
 #[cfg(test)]
 mod scram_tests;
 
+pub use self::channel_binding::tls_server_end_point;
 pub use self::md5::{is_md5_secret, md5_response, md5_secret, md5_verify, random_salt};
-pub use self::scram_client::{select_mechanism, ScramClient, ScramCredentials, MAX_ITERATIONS};
+pub use self::scram_client::{
+    select_mechanism, ClientBinding, ScramClient, ScramCredentials, MAX_ITERATIONS,
+};
 pub use self::scram_secret::{ScramSecret, DEFAULT_ITERATIONS};
-pub use self::scram_server::{check_mechanism, ScramServer, ScramVerdict, SCRAM_SHA_256};
+pub use self::scram_server::{
+    check_mechanism, ScramServer, ScramVerdict, SCRAM_SHA_256, SCRAM_SHA_256_PLUS,
+};
 
 /// Why an authentication exchange (or parsing a stored secret) failed.
 ///
@@ -46,9 +52,14 @@ pub enum AuthError {
     /// The peer asked for a SASL mechanism other than SCRAM-SHA-256.
     #[error("unsupported SASL mechanism")]
     UnsupportedMechanism,
-    /// The client asked for channel binding (`p=...`), which the pooler does not offer.
+    /// The client asked for channel binding (`p=...`) that is not on offer: a plaintext
+    /// connection, or a binding type other than `tls-server-end-point`.
     #[error("SCRAM channel binding is not supported")]
     ChannelBindingUnsupported,
+    /// The gs2 channel-binding flag contradicts the mechanism chosen or offered (the text
+    /// says how); a `y` flag when `-PLUS` was offered may be a downgrade attack.
+    #[error("SCRAM channel binding negotiation error: {0}")]
+    ChannelBindingNegotiation(&'static str),
     /// The client-final `c=` attribute does not match the gs2 header of the client-first.
     #[error("SCRAM channel binding data does not match")]
     ChannelBindingMismatch,

@@ -5,15 +5,20 @@
 //! to [`ScramClient::server_first`] and sends the result in `SASLResponse`, then feeds the
 //! `AuthenticationSASLFinal` payload to [`ScramClient::server_final`]. Only after that returns
 //! `Ok` has the server proven it knows the secret.
+//!
+//! Over TLS, [`ScramClient::with_binding`] binds the exchange to the server's certificate
+//! (`SCRAM-SHA-256-PLUS`, `tls-server-end-point`) when the server offers it, or says `y`
+//! ("I can bind, you did not offer") so a server that did offer it detects a downgrade.
 
 use std::fmt;
 use std::mem;
 
+use super::channel_binding::TLS_SERVER_END_POINT;
 use super::scram_common::{
     attr, b64, client_key, ct_eq, hmac, is_printable, parse_iterations, random_nonce,
     salted_password, server_key, sha256, unb64, unb64_key, xor, Key,
 };
-use super::scram_server::SCRAM_SHA_256;
+use super::scram_server::{SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
 use super::AuthError;
 
 /// The highest iteration count accepted from a server. The count drives a PBKDF2 loop (with
@@ -33,6 +38,19 @@ where
     } else {
         Err(AuthError::UnsupportedMechanism)
     }
+}
+
+/// Channel binding, as the client side of an exchange uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClientBinding {
+    /// Not on TLS: gs2 flag `n`.
+    #[default]
+    None,
+    /// On TLS, but the server did not offer `SCRAM-SHA-256-PLUS`: gs2 flag `y`.
+    NotOffered,
+    /// `SCRAM-SHA-256-PLUS` with this `tls-server-end-point` data (the hash of the
+    /// server's certificate): gs2 flag `p=tls-server-end-point`.
+    TlsServerEndPoint(Vec<u8>),
 }
 
 /// What the pooler proves to the server with.
@@ -68,6 +86,7 @@ pub struct ScramClient {
     nonce: String,
     /// The `n=` value, SASLname-escaped; empty unless set by [`ScramClient::with_username`].
     username: String,
+    binding: ClientBinding,
     state: State,
 }
 
@@ -93,7 +112,32 @@ impl ScramClient {
         ScramClient {
             nonce: client_nonce.to_owned(),
             username: String::new(),
+            binding: ClientBinding::None,
             state: State::First(credentials),
+        }
+    }
+
+    /// Uses `binding` (see [`ClientBinding`]); the default is [`ClientBinding::None`].
+    pub fn with_binding(mut self, binding: ClientBinding) -> ScramClient {
+        self.binding = binding;
+        self
+    }
+
+    /// The mechanism to name in `SASLInitialResponse`: [`SCRAM_SHA_256_PLUS`] when binding
+    /// to the server's certificate, else [`SCRAM_SHA_256`].
+    pub fn mechanism(&self) -> &'static str {
+        match self.binding {
+            ClientBinding::TlsServerEndPoint(_) => SCRAM_SHA_256_PLUS,
+            _ => SCRAM_SHA_256,
+        }
+    }
+
+    /// The gs2 header: `n,,`, `y,,` or `p=tls-server-end-point,,`.
+    fn gs2_header(&self) -> String {
+        match self.binding {
+            ClientBinding::None => "n,,".to_owned(),
+            ClientBinding::NotOffered => "y,,".to_owned(),
+            ClientBinding::TlsServerEndPoint(_) => format!("p={TLS_SERVER_END_POINT},,"),
         }
     }
 
@@ -105,10 +149,10 @@ impl ScramClient {
         self
     }
 
-    /// The client-first-message for `SASLInitialResponse`: `n,,n=,r=<nonce>` (no channel
-    /// binding).
+    /// The client-first-message for `SASLInitialResponse`: `n,,n=,r=<nonce>` without
+    /// channel binding (`y,,` or `p=tls-server-end-point,,` with [`ScramClient::with_binding`]).
     pub fn client_first(&self) -> Vec<u8> {
-        format!("n,,{}", self.client_first_bare()).into_bytes()
+        format!("{}{}", self.gs2_header(), self.client_first_bare()).into_bytes()
     }
 
     /// Takes the server-first-message (`r=...,s=...,i=...`) and returns the
@@ -159,8 +203,12 @@ impl ScramClient {
         };
         let stored_key = sha256(&client_key);
 
-        // c=biws is base64("n,,"), the gs2 header of our client-first-message.
-        let without_proof = format!("c=biws,r={nonce}");
+        // c= is base64 of our gs2 header plus the binding data (c=biws is base64("n,,")).
+        let mut cbind = self.gs2_header().into_bytes();
+        if let ClientBinding::TlsServerEndPoint(data) = &self.binding {
+            cbind.extend_from_slice(data);
+        }
+        let without_proof = format!("c={},r={nonce}", b64(&cbind));
         let auth_message = format!("{},{text},{without_proof}", self.client_first_bare());
         let client_signature = hmac(&stored_key, &[auth_message.as_bytes()]);
         let proof = xor(&client_key, &client_signature);

@@ -3,8 +3,14 @@
 //! The caller feeds the `SASLInitialResponse` payload to [`ScramServer::client_first`], sends
 //! the result in `AuthenticationSASLContinue`, feeds the `SASLResponse` payload to
 //! [`ScramServer::client_final`], and on success sends `server_final` in
-//! `AuthenticationSASLFinal`. Channel binding is not offered (the pooler advertises only
-//! `SCRAM-SHA-256`), so `p=` is refused and `n`/`y` are accepted.
+//! `AuthenticationSASLFinal`.
+//!
+//! Channel binding (`SCRAM-SHA-256-PLUS`, type `tls-server-end-point`) is offered only when
+//! the caller supplies the binding data of the TLS connection
+//! ([`ScramServer::with_channel_binding`]); the caller then lists [`ScramServer::mechanisms`]
+//! and reports the client's pick with [`ScramServer::select`]. The gs2 flag must agree with
+//! the pick, as Postgres requires: `p=tls-server-end-point` only with the `-PLUS` mechanism,
+//! and `y` ("I could bind but you did not offer it") is a downgrade when we did offer it.
 
 use std::fmt;
 use std::mem;
@@ -21,6 +27,8 @@ use super::{AuthError, ScramSecret};
 /// The SASL mechanism name, as listed in `AuthenticationSASL` and named in
 /// `SASLInitialResponse`.
 pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
+/// The channel-binding variant of [`SCRAM_SHA_256`] (`tls-server-end-point` binding).
+pub const SCRAM_SHA_256_PLUS: &str = "SCRAM-SHA-256-PLUS";
 
 /// Checks the mechanism a client named in `SASLInitialResponse`: only [`SCRAM_SHA_256`] is
 /// offered, so anything else (including `SCRAM-SHA-256-PLUS`) is
@@ -68,6 +76,10 @@ impl fmt::Debug for ScramVerdict {
 /// [`ScramServer::client_first`] then [`ScramServer::client_final`]. Any error ends it.
 pub struct ScramServer {
     state: State,
+    /// The TLS connection's `tls-server-end-point` data, when channel binding is offered.
+    binding: Option<Vec<u8>>,
+    /// The client picked [`SCRAM_SHA_256_PLUS`].
+    plus: bool,
 }
 
 /// Where the exchange is.
@@ -119,7 +131,37 @@ impl ScramServer {
                 mock,
                 server_nonce: server_nonce.to_owned(),
             },
+            binding: None,
+            plus: false,
         }
+    }
+
+    /// Offers channel binding with `data`, the `tls-server-end-point` hash of the
+    /// certificate this connection's TLS handshake presented. `None` (plaintext, or a
+    /// certificate with no defined hash) offers none.
+    pub fn with_channel_binding(mut self, data: Option<Vec<u8>>) -> ScramServer {
+        self.binding = data;
+        self
+    }
+
+    /// The mechanisms to list in `AuthenticationSASL`: [`SCRAM_SHA_256_PLUS`] first when
+    /// channel binding is offered (as Postgres lists them), then [`SCRAM_SHA_256`].
+    pub fn mechanisms(&self) -> &'static [&'static str] {
+        if self.binding.is_some() {
+            &[SCRAM_SHA_256_PLUS, SCRAM_SHA_256]
+        } else {
+            &[SCRAM_SHA_256]
+        }
+    }
+
+    /// Records the mechanism the client named in `SASLInitialResponse`; anything not in
+    /// [`ScramServer::mechanisms`] is [`AuthError::UnsupportedMechanism`].
+    pub fn select(&mut self, mechanism: &str) -> Result<(), AuthError> {
+        if !self.mechanisms().contains(&mechanism) {
+            return Err(AuthError::UnsupportedMechanism);
+        }
+        self.plus = mechanism == SCRAM_SHA_256_PLUS;
+        Ok(())
     }
 
     /// Starts a mock exchange for an unknown `username`. The salt is derived from the name
@@ -141,15 +183,19 @@ impl ScramServer {
                 mock: true,
                 server_nonce: random_nonce(),
             },
+            binding: None,
+            plus: false,
         }
     }
 
     /// Takes the client-first-message (the `SASLInitialResponse` payload) and returns the
     /// server-first-message (`r=<nonce>,s=<salt>,i=<iterations>`).
     ///
-    /// The gs2 header must be `n,,` or `y,,` (an authzid `a=` is ignored); `p=` is
-    /// [`AuthError::ChannelBindingUnsupported`]. The `n=` user name is ignored, as Postgres
-    /// does (libpq sends it empty; the startup packet names the user).
+    /// The gs2 header must be `n,,` or `y,,` (an authzid `a=` is ignored), or
+    /// `p=tls-server-end-point,,` after [`SCRAM_SHA_256_PLUS`] was selected; `p=` without
+    /// channel binding on offer is [`AuthError::ChannelBindingUnsupported`]. The `n=` user
+    /// name is ignored, as Postgres does (libpq sends it empty; the startup packet names
+    /// the user).
     pub fn client_first(&mut self, data: &[u8]) -> Result<Vec<u8>, AuthError> {
         let State::First {
             secret,
@@ -162,6 +208,8 @@ impl ScramServer {
         let text = std::str::from_utf8(data)
             .map_err(|_| AuthError::Malformed("client-first-message is not UTF-8"))?;
         let (gs2_header, bare) = split_gs2_header(text)?;
+        let channel_binding =
+            b64(&[gs2_header.as_bytes(), self.check_binding_flag(gs2_header)?].concat());
 
         let mut parts = bare.split(',');
         let first = parts.next();
@@ -183,7 +231,7 @@ impl ScramServer {
         self.state = State::Final {
             secret,
             mock,
-            channel_binding: b64(gs2_header.as_bytes()),
+            channel_binding,
             nonce,
             auth_prefix: format!("{bare},{server_first}"),
         };
@@ -239,6 +287,33 @@ impl ScramServer {
     }
 }
 
+impl ScramServer {
+    /// Checks the gs2 channel-binding flag against what was offered and selected; returns
+    /// the binding data the client must echo in `c=` after the header (empty without).
+    fn check_binding_flag(&self, gs2_header: &str) -> Result<&[u8], AuthError> {
+        let flag = gs2_header.split(',').next().unwrap_or_default();
+        match (flag, &self.binding, self.plus) {
+            ("n", _, false) => Ok(&[]),
+            ("y", None, false) => Ok(&[]),
+            ("y", Some(_), false) => Err(AuthError::ChannelBindingNegotiation(
+                "the client supports channel binding but thinks the server does not, \
+                 although SCRAM-SHA-256-PLUS was offered",
+            )),
+            (_, None, _) => Err(AuthError::ChannelBindingUnsupported),
+            ("n" | "y", Some(_), true) => Err(AuthError::ChannelBindingNegotiation(
+                "SCRAM-SHA-256-PLUS was selected but the message has no channel binding",
+            )),
+            (p, Some(data), true) => match p.strip_prefix("p=") {
+                Some(super::channel_binding::TLS_SERVER_END_POINT) => Ok(data),
+                _ => Err(AuthError::ChannelBindingUnsupported),
+            },
+            (_, Some(_), false) => Err(AuthError::ChannelBindingNegotiation(
+                "channel binding data was sent but the mechanism is SCRAM-SHA-256",
+            )),
+        }
+    }
+}
+
 /// Splits `gs2-header client-first-message-bare`, returning the header (with its trailing
 /// comma, as `c=` encodes it) and the bare message.
 fn split_gs2_header(text: &str) -> Result<(&str, &str), AuthError> {
@@ -247,7 +322,7 @@ fn split_gs2_header(text: &str) -> Result<(&str, &str), AuthError> {
     ))?;
     match flag {
         "n" | "y" => {}
-        f if f.starts_with("p=") => return Err(AuthError::ChannelBindingUnsupported),
+        f if f.starts_with("p=") => {}
         _ => return Err(AuthError::Malformed("bad gs2 channel-binding flag")),
     }
     let (authzid, bare) = rest.split_once(',').ok_or(AuthError::Malformed(
@@ -292,6 +367,8 @@ mod tests {
                 mock: true,
                 server_nonce: "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".to_owned(),
             },
+            binding: None,
+            plus: false,
         };
         server
             .client_first(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO")

@@ -89,6 +89,7 @@ impl Config {
             &mut config.auth.file,
             &mut config.listen.tls_cert,
             &mut config.listen.tls_key,
+            &mut config.pool.server_tls_ca_file,
         ]
         .into_iter()
         .flatten()
@@ -108,6 +109,13 @@ fn syntax_error(text: &str, path: &Path, err: &toml_edit::TomlError) -> ConfigEr
     let detail: Vec<&str> = err.message().lines().map(str::trim).collect();
     let message = format!("invalid TOML: {}", detail.join("; "));
     ConfigError::new(vec![Problem::new(path, line, None, message)])
+}
+
+/// The line of the dotted key `keys` in the config `text` read from `path`, for problems
+/// found after parsing (unreadable or invalid TLS files).
+pub fn key_line(text: &str, path: &Path, keys: &[&str]) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    Lines::index(&Reader::new(path, text), doc.as_table()).find(keys)
 }
 
 /// What `pgpool-rs --check` reports: loads the config and, unless `auth.type = "trust"`,
@@ -131,25 +139,25 @@ pub fn check_report(path: &Path) -> (bool, String) {
             }
         }
     }
+    let mut files = Vec::new();
     if config.listen.client_tls != ClientTls::Disable {
-        let located = |key: &str| {
-            let line = toml_edit::ImDocument::parse(text.as_str())
-                .ok()
-                .and_then(|doc| {
-                    Lines::index(&Reader::new(path, &text), doc.as_table()).find(&["listen", key])
-                });
-            (line, format!("listen.{key}"))
-        };
-        for (key, file) in [
-            ("tls_cert", &config.listen.tls_cert),
-            ("tls_key", &config.listen.tls_key),
-        ] {
-            let Some(file) = file else { continue };
-            if let Err(e) = std::fs::File::open(file) {
-                let (line, key) = located(key);
-                let message = format!("cannot read {}: {e}", file.display());
-                problems.push(Problem::new(path, line, Some(&key), message));
-            }
+        files.push(("listen", "tls_cert", &config.listen.tls_cert));
+        files.push(("listen", "tls_key", &config.listen.tls_key));
+    }
+    if config.pool.server_tls == ServerTls::VerifyFull {
+        files.push((
+            "pool",
+            "server_tls_ca_file",
+            &config.pool.server_tls_ca_file,
+        ));
+    }
+    for (section, key, file) in files {
+        let Some(file) = file else { continue };
+        if let Err(e) = std::fs::File::open(file) {
+            let line = key_line(&text, path, &[section, key]);
+            let message = format!("cannot read {}: {e}", file.display());
+            let key = format!("{section}.{key}");
+            problems.push(Problem::new(path, line, Some(&key), message));
         }
     }
     if problems.is_empty() {

@@ -45,6 +45,7 @@ pub(super) const POOL_KEYS: &[&str] = &[
     "server_connect_timeout",
     "dns_max_ttl",
     "server_tls",
+    "server_tls_ca_file",
     "query_wait_timeout",
     "query_timeout",
     "idle_transaction_timeout",
@@ -201,6 +202,7 @@ pub(super) fn read_pool(rd: &mut Reader<'_>, sec: &Section<'_>) -> PoolSettings 
         server_tls: sec
             .choice(rd, "server_tls", ServerTls::ALL)
             .unwrap_or(d.server_tls),
+        server_tls_ca_file: path(rd, sec, "server_tls_ca_file").unwrap_or(d.server_tls_ca_file),
         query_wait_timeout: sec
             .duration(rd, "query_wait_timeout", 0)
             .unwrap_or(d.query_wait_timeout),

@@ -252,3 +252,20 @@ dbname = \"app\"
         .iter()
         .all(|p| p.file == Path::new("pool.toml") && p.line.is_some()));
 }
+
+#[test]
+fn verify_full_needs_a_ca_file_resolved_next_to_the_config() {
+    assert_eq!(
+        only_problem("[pool]\nserver_tls = \"verify-full\"\n"),
+        "pool.toml:1: pool.server_tls_ca_file: required when server_tls = \"verify-full\" \
+         (a PEM bundle of the CA certificates that signed the servers' certificates)"
+    );
+    let text = "[pool]\nserver_tls = \"verify-full\"\nserver_tls_ca_file = \"rds.pem\"\n";
+    let c = Config::parse(text, Path::new("/etc/pgpool/pool.toml")).unwrap();
+    assert_eq!(
+        c.pool.server_tls_ca_file.as_deref(),
+        Some(Path::new("/etc/pgpool/rds.pem"))
+    );
+    // Other modes do not need one.
+    assert!(parse("[pool]\nserver_tls = \"require\"\n").is_ok());
+}

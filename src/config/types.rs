@@ -235,6 +235,9 @@ pub struct PoolSettings {
     pub dns_max_ttl: Duration,
     /// TLS towards servers.
     pub server_tls: ServerTls,
+    /// PEM bundle of the CA certificates that `server_tls = "verify-full"` trusts (e.g.
+    /// Amazon RDS's `global-bundle.pem`); required by verify-full, unused otherwise.
+    pub server_tls_ca_file: Option<PathBuf>,
     /// A client waiting this long for a server gets an error; 0 = wait forever.
     pub query_wait_timeout: Duration,
     /// Cancel queries running longer; 0 = off.
@@ -269,6 +272,7 @@ impl Default for PoolSettings {
             server_connect_timeout: Duration::from_secs(5),
             dns_max_ttl: Duration::from_secs(5),
             server_tls: ServerTls::Prefer,
+            server_tls_ca_file: None,
             query_wait_timeout: Duration::from_secs(120),
             query_timeout: Duration::ZERO,
             idle_transaction_timeout: Duration::ZERO,

@@ -3,7 +3,7 @@
 
 use super::read::{join, Lines, Reader};
 use super::sections::MAX_IDENTIFIER;
-use super::types::{AuthType, ClientTls, Database, PoolSettings};
+use super::types::{AuthType, ClientTls, Database, PoolSettings, ServerTls};
 use super::Config;
 
 /// Database names that clients use to reach the admin console.
@@ -35,6 +35,12 @@ pub(super) fn check(config: &Config, lines: &Lines, rd: &mut Reader<'_>) {
     }
 
     let pool = &config.pool;
+    if pool.server_tls == ServerTls::VerifyFull && pool.server_tls_ca_file.is_none() {
+        let message = "required when server_tls = \"verify-full\" (a PEM bundle of the CA \
+                       certificates that signed the servers' certificates)"
+            .to_owned();
+        report(&["pool", "server_tls_ca_file"], message);
+    }
     if pool.min_pool_size > pool.default_pool_size {
         let message = format!(
             "must not exceed default_pool_size ({}), got {}",

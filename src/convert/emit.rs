@@ -33,6 +33,7 @@ const POOL_ORDER: &[&str] = &[
     "server_lifetime",
     "server_connect_timeout",
     "server_tls",
+    "server_tls_ca_file",
     "query_wait_timeout",
     "query_timeout",
     "idle_transaction_timeout",

@@ -164,7 +164,32 @@ fn server_tls<'a>(
             ))
         }
     };
-    plan.pool
-        .set_noted("server_tls", value, note.map(str::to_owned));
+    let ca = get("server_tls_ca_file").map(|e| e.value.clone());
+    match (value, ca) {
+        ("verify-full", None) => plan.pool.set_noted(
+            "server_tls",
+            "require",
+            Some(
+                "no server_tls_ca_file: pgpool-rs verifies servers only against a CA file, so \
+                 this encrypts without verifying; set pool.server_tls_ca_file and verify-full"
+                    .to_owned(),
+            ),
+        ),
+        (value, ca) => {
+            plan.pool
+                .set_noted("server_tls", value, note.map(str::to_owned));
+            if let Some(ca) = ca {
+                plan.pool.set_noted(
+                    "server_tls_ca_file",
+                    ca,
+                    Some(
+                        "a relative path is taken relative to pool.toml (PgBouncer: the \
+                         working directory)"
+                            .to_owned(),
+                    ),
+                );
+            }
+        }
+    }
     Ok(())
 }

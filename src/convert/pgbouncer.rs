@@ -113,7 +113,8 @@ fn map_one(entry: &Entry, plan: &mut Plan) -> Result<(), ConvertError> {
         | "client_tls_sslmode"
         | "client_tls_cert_file"
         | "client_tls_key_file"
-        | "server_tls_sslmode" => {}
+        | "server_tls_sslmode"
+        | "server_tls_ca_file" => {}
         "max_client_conn" => {
             if let Some(n) = count(entry, plan, 1)? {
                 plan.listen.set("max_client_conn", n);

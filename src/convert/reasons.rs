@@ -72,11 +72,10 @@ const REASONS: &[(&[&str], &str)] = &[
     (
         &[
             "client_tls_ca_file",
-            "server_tls_ca_file",
             "server_tls_cert_file",
             "server_tls_key_file",
         ],
-        "no pool.toml setting for CA or client-certificate files",
+        "no pool.toml setting for client CA or client-certificate files",
     ),
     (
         &[

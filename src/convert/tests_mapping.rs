@@ -145,7 +145,6 @@ fn every_setting_without_an_equivalent_gets_a_comment_naming_it() {
             "SELECT usename, passwd FROM pg_shadow WHERE usename=$1",
         ),
         ("tcp_keepalive", "1"),
-        ("server_tls_ca_file", "/etc/ssl/ca.pem"),
         ("so_reuseport", "1"),
         ("suspend_timeout", "10"),
         ("transaction_timeout", "30"),
@@ -247,9 +246,17 @@ fn listen_addresses() {
 fn tls_modes_map_to_the_nearest_with_notes() {
     let (done, c) = convert(
         "[pgbouncer]\nserver_tls_sslmode = verify-ca\nclient_tls_sslmode = verify-full\n\
-         client_tls_cert_file = /etc/tls/server.crt\nclient_tls_key_file = server.key\n",
+         client_tls_cert_file = /etc/tls/server.crt\nclient_tls_key_file = server.key\n\
+         server_tls_ca_file = /etc/ssl/rds-ca.pem\n",
     );
     assert_eq!(c.pool.server_tls, ServerTls::VerifyFull);
+    assert_eq!(
+        c.pool.server_tls_ca_file.as_deref(),
+        Some(Path::new("/etc/ssl/rds-ca.pem"))
+    );
+    let (done_no_ca, c) = convert("[pgbouncer]\nserver_tls_sslmode = verify-full\n");
+    assert_eq!(c.pool.server_tls, ServerTls::Require);
+    assert!(has_comment(&done_no_ca.toml, "note: no server_tls_ca_file"));
     assert!(has_comment(
         &done.toml,
         "note: PgBouncer's verify-ca does not check the host name"

@@ -21,6 +21,7 @@
 //! `pgpool_login_failures_total`, `pgpool_protocol_errors_total`,
 //! `pgpool_cancels_forwarded_total`, `pgpool_reloads_total{result="ok|failed"}`,
 //! `pgpool_errors_total{kind="refused|login|protocol|wait_timeout|server_connect|server_lost"}`,
+//! `pgpool_tls_handshakes_total{result="ok|failed"}` (client side),
 //! `pgpool_build_info{version}`.
 //!
 //! Per host (labels `database`, `host`, `port`): `pgpool_host_up`,
@@ -350,6 +351,18 @@ impl Scrape {
             ConstCounter::new(n).encode(family.encode_family(&[("result", result)])?)?;
         }
         self.encode_hosts(enc)?;
+        let mut family = enc.encode_descriptor(
+            "pgpool_tls_handshakes",
+            "Client TLS handshakes, by result",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, n) in [
+            ("ok", s.tls_handshakes_ok.load(Relaxed)),
+            ("failed", s.tls_handshakes_failed.load(Relaxed)),
+        ] {
+            ConstCounter::new(n).encode(family.encode_family(&[("result", result)])?)?;
+        }
         let mut family = enc.encode_descriptor(
             "pgpool_build_info",
             "The running version of pgpool-rs (always 1)",

@@ -45,7 +45,7 @@ pub async fn accept_loop(
         let max = u64::from(shared.snapshot().config.listen.max_client_conn);
         if shared.stats.clients_now.load(Ordering::Relaxed) >= max {
             shared.stats.clients_refused.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(refuse(stream));
+            tokio::spawn(refuse(stream, shared.clone()));
             continue;
         }
         // Counted here, before the task runs, so a burst of accepts cannot
@@ -77,11 +77,12 @@ async fn rebind(current: &TcpListener, want: SocketAddr) -> Option<TcpListener> 
     }
 }
 
-async fn refuse(stream: TcpStream) {
+async fn refuse(stream: TcpStream, shared: Arc<Shared>) {
     let mut client = ClientStream::Plain(stream);
+    let tls = shared.snapshot().client_tls.clone();
     let _ = tokio::time::timeout(
         session::startup::REFUSE_GRACE,
-        session::startup::read_startup(&mut client),
+        session::startup::read_startup(&mut client, tls.as_deref(), &shared.stats),
     )
     .await;
     let e = ClientError::fatal(

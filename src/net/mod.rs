@@ -1,7 +1,8 @@
 //! The client-facing network side: the listener (accept, `max_client_conn`)
-//! and the client stream type (plain now; TLS slots in as another variant).
+//! the client stream type (plain or TLS), and the client-facing TLS upgrade.
 
 pub mod listener;
 pub mod stream;
+pub mod tls;
 
 pub use stream::ClientStream;

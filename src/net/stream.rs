@@ -1,26 +1,54 @@
 //! The client connection's byte stream. An enum rather than a generic so the
-//! session code is compiled once; TLS becomes a second variant.
+//! session code is compiled once: plain TCP, or TLS (see `net::tls`).
+//!
+//! TLS and readiness: the session waits for an idle client with [`ClientStream::readable`]
+//! instead of a read, so an idle client holds no read buffer. Under TLS, socket readiness
+//! alone is not enough: rustls may already hold decrypted bytes (a client that pipelined
+//! its next transaction behind the last one, read in the same TLS record or socket read),
+//! and the socket will not become readable again for them. So `readable` first asks rustls
+//! (`wants_read() == false` means plaintext is buffered, or the peer sent close_notify —
+//! either way a read completes at once) and only then waits on the socket. Undecrypted
+//! bytes rustls read ahead are a partial record that needs more socket data anyway.
+//!
+//! Writes: under TLS a write may leave bytes in rustls's buffer when the socket is full,
+//! so whoever writes must also flush before waiting on a read ([`ClientStream::send`]
+//! does both; the relay polls `poll_flush`). For plain TCP the flush is a no-op.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::tls::TlsClient;
 
 /// A client's connection.
 #[derive(Debug)]
 pub enum ClientStream {
     /// Plain TCP.
     Plain(TcpStream),
+    /// TLS over TCP (after an SSLRequest, or direct TLS).
+    Tls(Box<TlsClient>),
+    /// Given up in the middle of a TLS upgrade (failed handshake): reads see EOF,
+    /// writes fail.
+    Closed,
 }
 
 impl ClientStream {
     /// Waits until a read would make progress, without buffering anything:
-    /// an idle client costs no read buffer.
+    /// an idle client costs no read buffer. See the module doc for TLS.
     pub async fn readable(&self) -> io::Result<()> {
         match self {
             ClientStream::Plain(s) => s.readable().await,
+            ClientStream::Tls(t) => {
+                let (tcp, conn) = t.stream.get_ref();
+                if !conn.wants_read() {
+                    return Ok(());
+                }
+                tcp.readable().await
+            }
+            ClientStream::Closed => Ok(()),
         }
     }
 
@@ -28,7 +56,30 @@ impl ClientStream {
     pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         match self {
             ClientStream::Plain(s) => s.peer_addr(),
+            ClientStream::Tls(t) => t.stream.get_ref().0.peer_addr(),
+            ClientStream::Closed => Err(io::ErrorKind::NotConnected.into()),
         }
+    }
+
+    /// True once the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ClientStream::Tls(_))
+    }
+
+    /// SCRAM channel binding data (`tls-server-end-point` of the certificate this
+    /// connection's handshake presented), when TLS and defined for that certificate.
+    pub fn channel_binding(&self) -> Option<&[u8]> {
+        match self {
+            ClientStream::Tls(t) => t.end_point.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Writes all of `bytes` and flushes (TLS buffers otherwise): for the login and
+    /// console paths, where a reply is followed by waiting for the client.
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_all(bytes).await?;
+        self.flush().await
     }
 }
 
@@ -40,6 +91,8 @@ impl AsyncRead for ClientStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(t) => Pin::new(&mut t.stream).poll_read(cx, buf),
+            ClientStream::Closed => Poll::Ready(Ok(())),
         }
     }
 }
@@ -52,18 +105,24 @@ impl AsyncWrite for ClientStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(t) => Pin::new(&mut t.stream).poll_write(cx, buf),
+            ClientStream::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(t) => Pin::new(&mut t.stream).poll_flush(cx),
+            ClientStream::Closed => Poll::Ready(Ok(())),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(t) => Pin::new(&mut t.stream).poll_shutdown(cx),
+            ClientStream::Closed => Poll::Ready(Ok(())),
         }
     }
 }

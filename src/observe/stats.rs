@@ -140,6 +140,11 @@ pub struct GlobalStats {
     pub reloads_ok: AtomicU64,
     /// Config reloads rejected (the old config stayed in force).
     pub reloads_failed: AtomicU64,
+    /// Client TLS handshakes completed.
+    pub tls_handshakes_ok: AtomicU64,
+    /// Client TLS handshakes that failed (bad ClientHello, no common version or
+    /// cipher, the client rejected our certificate, direct TLS without ALPN, ...).
+    pub tls_handshakes_failed: AtomicU64,
     /// True while the client listener accepts connections (`/health/ready`).
     pub listening: AtomicBool,
 }

@@ -1,6 +1,7 @@
-//! One connection to a PostgreSQL server: connect, log in (trust, cleartext,
-//! md5, SCRAM-SHA-256 with a password or a client's recovered keys), learn its
-//! parameters and cancel key, and run the pooler's own small queries on it.
+//! One connection to a PostgreSQL server: connect, negotiate TLS (`server::tls`),
+//! log in (trust, cleartext, md5, SCRAM-SHA-256 with a password or a client's
+//! recovered keys, SCRAM-SHA-256-PLUS over TLS when the server offers it), learn
+//! its parameters and cancel key, and run the pooler's own small queries on it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,7 +13,10 @@ use tokio::net::TcpStream;
 use super::cancel::ServerKey;
 use super::io::{read_message, ReadError};
 use super::params::ServerParams;
-use crate::auth::{md5_response, md5_secret, AuthError, ScramClient, ScramCredentials};
+use super::tls::{ServerStream, ServerTlsError};
+use crate::auth::{
+    md5_response, md5_secret, AuthError, ClientBinding, ScramClient, ScramCredentials,
+};
 use crate::protocol::backend::{self, tag, ErrorFields, TxStatus};
 use crate::protocol::{frontend, startup};
 
@@ -56,6 +60,8 @@ pub struct ConnectTarget {
     pub credential: ServerCredential,
     /// Bound on connect + login.
     pub connect_timeout: Duration,
+    /// TLS towards the server (`pool.server_tls`).
+    pub tls: crate::tls::ServerTlsConnector,
 }
 
 /// Why a server connection could not be opened.
@@ -80,6 +86,16 @@ pub enum ConnectError {
         port: u16,
         /// The timeout.
         secs: u64,
+    },
+    /// TLS could not be set up as `server_tls` requires.
+    #[error("TLS with server {host}:{port}: {source}")]
+    Tls {
+        /// Host tried.
+        host: String,
+        /// Port tried.
+        port: u16,
+        /// What failed.
+        source: ServerTlsError,
     },
     /// The server refused the login with an ErrorResponse.
     #[error("server login failed: {} ({})", .0.message, .0.code)]
@@ -156,8 +172,8 @@ impl From<ReadError> for ConnectError {
 /// A logged-in server connection.
 #[derive(Debug)]
 pub struct ServerConn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The socket (plain or TLS).
+    pub stream: ServerStream,
     /// Read buffer, reused for the connection's lifetime.
     pub buf: BytesMut,
     /// Bytes on their way to the server (client messages, possibly
@@ -232,12 +248,22 @@ impl ServerConn {
             port: target.port,
             source,
         };
-        let stream = match addr {
+        let tcp = match addr {
             Some(addr) => TcpStream::connect(addr).await,
             None => TcpStream::connect((target.host.as_str(), target.port)).await,
         }
         .map_err(io_err)?;
-        let mut conn = ServerConn::unauthenticated(stream).map_err(io_err)?;
+        configure_socket(&tcp);
+        let peer = tcp.peer_addr().map_err(io_err)?;
+        let local_addr = tcp.local_addr().ok();
+        let stream = super::tls::negotiate(tcp, &target.host, &target.tls)
+            .await
+            .map_err(|source| ConnectError::Tls {
+                host: target.host.clone(),
+                port: target.port,
+                source,
+            })?;
+        let mut conn = ServerConn::with_stream(stream, peer, local_addr);
         conn.login(target).await.map_err(|e| match e {
             ConnectError::Io { source, .. } => io_err(source),
             other => other,
@@ -256,7 +282,20 @@ impl ServerConn {
         let addr = stream.peer_addr()?;
         let local_addr = stream.local_addr().ok();
         configure_socket(&stream);
-        Ok(ServerConn {
+        Ok(ServerConn::with_stream(
+            ServerStream::Plain(stream),
+            addr,
+            local_addr,
+        ))
+    }
+
+    /// Wraps a connected (and, if so configured, encrypted) stream to `addr`.
+    fn with_stream(
+        stream: ServerStream,
+        addr: std::net::SocketAddr,
+        local_addr: Option<std::net::SocketAddr>,
+    ) -> ServerConn {
+        ServerConn {
             stream,
             buf: BytesMut::with_capacity(READ_BUF_CAPACITY),
             out: BytesMut::new(),
@@ -280,7 +319,7 @@ impl ServerConn {
             read_only_refusal: false,
             host: 0,
             host_generation: 0,
-        })
+        }
     }
 
     /// What `SHOW SERVERS` lists of this connection.
@@ -300,8 +339,9 @@ impl ServerConn {
             &mut out,
             &[("user", &target.user), ("database", &target.database)],
         );
-        self.stream.write_all(&out).await.map_err(ReadError::from)?;
+        self.send(&out).await?;
         let mut scram: Option<ScramClient> = None;
+        let mut mechanism = "";
         loop {
             let msg = read_message(&mut self.stream, &mut self.buf, CONTROL_MESSAGE_CAP).await?;
             out.clear();
@@ -348,16 +388,23 @@ impl ServerConn {
                                 },
                                 _ => return Err(ConnectError::NoPassword(target.user.clone())),
                             };
-                            let offers_scram = data
-                                .split(|&b| b == 0)
-                                .any(|m| m == crate::auth::SCRAM_SHA_256.as_bytes());
-                            if !offers_scram {
+                            let offers =
+                                |name: &str| data.split(|&b| b == 0).any(|m| m == name.as_bytes());
+                            if !offers(crate::auth::SCRAM_SHA_256) {
                                 return Err(ConnectError::UnsupportedAuth(code));
                             }
-                            let client = ScramClient::new(creds);
+                            let binding = match self.stream.channel_binding() {
+                                Some(data) if offers(crate::auth::SCRAM_SHA_256_PLUS) => {
+                                    ClientBinding::TlsServerEndPoint(data)
+                                }
+                                _ if self.stream.is_tls() => ClientBinding::NotOffered,
+                                _ => ClientBinding::None,
+                            };
+                            let client = ScramClient::new(creds).with_binding(binding);
+                            mechanism = client.mechanism();
                             frontend::sasl_initial_response(
                                 &mut out,
-                                crate::auth::SCRAM_SHA_256,
+                                client.mechanism(),
                                 &client.client_first(),
                             );
                             scram = Some(client);
@@ -374,11 +421,17 @@ impl ServerConn {
                                 ConnectError::Protocol("unexpected SASL final".into())
                             })?;
                             client.server_final(data)?;
+                            tracing::debug!(
+                                host = %target.host,
+                                mechanism,
+                                tls = self.stream.is_tls(),
+                                "server login authenticated"
+                            );
                         }
                         other => return Err(ConnectError::UnsupportedAuth(other)),
                     }
                     if !out.is_empty() {
-                        self.stream.write_all(&out).await.map_err(ReadError::from)?;
+                        self.send(&out).await?;
                     }
                 }
                 tag::ERROR_RESPONSE => {
@@ -402,7 +455,7 @@ impl ServerConn {
     async fn query_bool(&mut self, sql: &str) -> Result<bool, ConnectError> {
         let mut out = BytesMut::with_capacity(sql.len() + 8);
         frontend::query(&mut out, sql);
-        self.stream.write_all(&out).await.map_err(ReadError::from)?;
+        self.send(&out).await?;
         let mut value = None;
         loop {
             let msg = read_message(&mut self.stream, &mut self.buf, CONTROL_MESSAGE_CAP).await?;
@@ -445,8 +498,15 @@ impl ServerConn {
     pub async fn run_control_query(&mut self, sql: &str) -> Result<Option<ErrorFields>, ReadError> {
         let mut out = BytesMut::with_capacity(sql.len() + 8);
         frontend::query(&mut out, sql);
-        self.stream.write_all(&out).await?;
+        self.send(&out).await?;
         self.read_until_ready().await
+    }
+
+    /// Writes all of `bytes` and flushes (TLS may buffer otherwise).
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), ReadError> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
+        Ok(())
     }
 
     /// Reads and discards until ReadyForQuery, keeping parameter changes.
@@ -478,17 +538,21 @@ impl ServerConn {
     /// Non-blocking check that an idle connection is still usable: no bytes
     /// (an async FATAL) and no EOF waiting on the socket.
     pub fn is_healthy_when_idle(&self) -> bool {
-        if !self.buf.is_empty() || !self.out.is_empty() {
+        if !self.buf.is_empty() || !self.out.is_empty() || self.stream.has_buffered_input() {
             return false;
         }
         // The reactor marks the socket readable when bytes or EOF arrive; a
-        // short read cleared that mark, so "not ready" needs no syscall.
+        // short read cleared that mark, so "not ready" needs no syscall. Under
+        // TLS, bytes on an idle socket are a record the server sent unasked (a
+        // FATAL, an alert, close_notify): unhealthy too, so consuming the probe
+        // byte from under rustls does no harm — the connection is dropped.
+        let tcp = self.stream.tcp();
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if self.stream.poll_read_ready(&mut cx).is_pending() {
+        if tcp.poll_read_ready(&mut cx).is_pending() {
             return true;
         }
         let mut probe = [0u8; 1];
-        match self.stream.try_read(&mut probe) {
+        match tcp.try_read(&mut probe) {
             Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
             Ok(_) => false,
         }

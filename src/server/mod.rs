@@ -9,5 +9,6 @@ pub mod io;
 pub mod params;
 pub mod prepared;
 pub mod probe;
+pub mod tls;
 
 pub use conn::{ConnectError, ConnectTarget, ServerConn, ServerCredential};

@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
-use crate::auth::{md5_verify, random_salt, ScramServer, ScramVerdict, SCRAM_SHA_256};
+use crate::auth::{md5_verify, random_salt, ScramServer, ScramVerdict};
 use crate::config::AuthType;
 use crate::error::{sqlstate, ClientError};
 use crate::net::ClientStream;
@@ -54,7 +53,7 @@ pub async fn authenticate(
             let salt = random_salt();
             let mut out = BytesMut::new();
             backend::auth_md5(&mut out, salt);
-            client.write_all(&out).await.map_err(|_| closed())?;
+            client.send(&out).await.map_err(|_| closed())?;
             let msg = read_client(client, &mut BytesMut::new()).await?;
             let response = frontend::parse_password(&msg).unwrap_or_default();
             match md5 {
@@ -85,18 +84,21 @@ async fn scram(
     user: &str,
 ) -> Result<ServerCredential, ClientError> {
     let server_key = secret.as_ref().map(|s| s.server_key);
+    let binding = client.channel_binding().map(<[u8]>::to_vec);
     let mut server = match secret {
         Some(s) => ScramServer::new(Some(s)),
         None => ScramServer::mock(user),
-    };
+    }
+    .with_channel_binding(binding);
     let mut out = BytesMut::new();
-    backend::auth_sasl(&mut out, &[SCRAM_SHA_256]);
-    client.write_all(&out).await.map_err(|_| closed())?;
+    backend::auth_sasl(&mut out, server.mechanisms());
+    client.send(&out).await.map_err(|_| closed())?;
     let mut rbuf = BytesMut::new();
     let first = read_client(client, &mut rbuf).await?;
     let (mechanism, data) = frontend::parse_sasl_initial(&first)
         .ok_or_else(|| protocol("malformed SASLInitialResponse"))?;
-    if mechanism != SCRAM_SHA_256.as_bytes() {
+    let mechanism = std::str::from_utf8(mechanism).unwrap_or_default();
+    if server.select(mechanism).is_err() {
         return Err(ClientError::fatal(
             sqlstate::PROTOCOL_VIOLATION,
             "client selected an invalid SASL authentication mechanism",
@@ -107,7 +109,7 @@ async fn scram(
         .map_err(|e| protocol(&e.to_string()))?;
     out.clear();
     backend::auth_sasl_continue(&mut out, &server_first);
-    client.write_all(&out).await.map_err(|_| closed())?;
+    client.send(&out).await.map_err(|_| closed())?;
     let fin = read_client(client, &mut rbuf).await?;
     match server
         .client_final(&fin)
@@ -119,7 +121,7 @@ async fn scram(
         } => {
             out.clear();
             backend::auth_sasl_final(&mut out, &server_final);
-            client.write_all(&out).await.map_err(|_| closed())?;
+            client.send(&out).await.map_err(|_| closed())?;
             Ok(match (entry.and_then(|e| e.password.clone()), server_key) {
                 (Some(p), _) => ServerCredential::Password(p),
                 (None, Some(server_key)) => ServerCredential::ScramKeys {

@@ -1,18 +1,23 @@
-//! The login phase: the startup packet (SSLRequest/GSSENCRequest answered
-//! 'N', CancelRequest forwarded, protocol negotiation), authentication, the
-//! pool lookup, and the welcome (AuthenticationOk, ParameterStatus,
-//! BackendKeyData, ReadyForQuery).
+//! The login phase: the startup packet (SSLRequest answered 'S' and the TLS
+//! handshake done when `client_tls` allows it, else 'N'; direct TLS; GSSENCRequest
+//! answered 'N'; CancelRequest forwarded; protocol negotiation), authentication,
+//! the pool lookup, and the welcome (AuthenticationOk, ParameterStatus,
+//! BackendKeyData, ReadyForQuery). `client_tls = "require"` refuses a plaintext
+//! StartupMessage with FATAL 28000.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::app::Shared;
+use crate::config::ClientTls;
 use crate::error::{sqlstate, ClientError};
+use crate::net::tls::{self as client_tls, Negotiation};
 use crate::net::ClientStream;
+use crate::observe::GlobalStats;
 use crate::pool::checkout::Release;
 use crate::pool::{Pool, PoolKey};
 use crate::protocol::backend::{self, TxStatus};
@@ -66,9 +71,21 @@ pub async fn login(
     }
 }
 
-/// Reads the startup packet, answering SSL/GSS requests with 'N' until a
-/// StartupMessage or CancelRequest arrives.
-pub async fn read_startup(client: &mut ClientStream) -> Result<Option<StartupPacket>, ClientError> {
+/// Reads the startup packet until a StartupMessage or CancelRequest arrives.
+/// With `tls` (client TLS enabled), an SSLRequest is answered 'S' and the
+/// connection upgraded, and a connection that starts with a TLS ClientHello
+/// is upgraded directly; without, SSLRequest is answered 'N'. GSSENCRequest
+/// is always answered 'N'.
+pub async fn read_startup(
+    client: &mut ClientStream,
+    tls: Option<&crate::tls::ClientTlsAcceptor>,
+    stats: &GlobalStats,
+) -> Result<Option<StartupPacket>, ClientError> {
+    if let Some(acceptor) = tls {
+        if client_tls::starts_with_tls(client).await {
+            client_tls::upgrade(client, acceptor, Negotiation::Direct, stats).await?;
+        }
+    }
     loop {
         let mut len = [0u8; 4];
         if client.read_exact(&mut len).await.is_err() {
@@ -80,8 +97,20 @@ pub async fn read_startup(client: &mut ClientStream) -> Result<Option<StartupPac
             return Ok(None);
         }
         match startup::parse(&body).map_err(protocol_violation)? {
-            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                client.write_all(b"N").await.map_err(|_| closed())?;
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest if client.is_tls() => {
+                return Err(protocol_violation(
+                    "SSLRequest or GSSENCRequest on an encrypted connection",
+                ));
+            }
+            StartupPacket::SslRequest => match tls {
+                Some(acceptor) => {
+                    client.send(b"S").await.map_err(|_| closed())?;
+                    client_tls::upgrade(client, acceptor, Negotiation::SslRequest, stats).await?;
+                }
+                None => client.send(b"N").await.map_err(|_| closed())?,
+            },
+            StartupPacket::GssEncRequest => {
+                client.send(b"N").await.map_err(|_| closed())?;
             }
             other => return Ok(Some(other)),
         }
@@ -93,7 +122,8 @@ async fn login_inner(
     shared: &Arc<Shared>,
     peer: Option<SocketAddr>,
 ) -> Result<Option<Admitted>, ClientError> {
-    let (minor, params) = match read_startup(client).await? {
+    let tls = shared.snapshot().client_tls.clone();
+    let (minor, params) = match read_startup(client, tls.as_deref(), &shared.stats).await? {
         None => return Ok(None),
         Some(StartupPacket::Cancel { pid, secret }) => {
             shared.cancels.cancel(pid, secret, &shared.stats);
@@ -102,6 +132,12 @@ async fn login_inner(
         Some(StartupPacket::Startup { minor, params }) => (minor, params),
         Some(_) => return Ok(None),
     };
+    if !client.is_tls() && shared.snapshot().config.listen.client_tls == ClientTls::Require {
+        return Err(ClientError::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            "TLS is required (client_tls = \"require\"): connect with sslmode=require or stronger",
+        ));
+    }
     let mut out = BytesMut::with_capacity(512);
     let unrecognized: Vec<String> = params
         .iter()
@@ -110,7 +146,7 @@ async fn login_inner(
         .collect();
     if minor > 0 || !unrecognized.is_empty() {
         backend::negotiate_protocol_version(&mut out, 0, &unrecognized);
-        client.write_all(&out).await.map_err(|_| closed())?;
+        client.send(&out).await.map_err(|_| closed())?;
         out.clear();
     }
     let get = |name: &str| {
@@ -161,7 +197,7 @@ async fn login_inner(
             rand::random::<u32>() & 0x7fff_ffff,
             rand::random(),
         );
-        client.write_all(&out).await.map_err(|_| closed())?;
+        client.send(&out).await.map_err(|_| closed())?;
         return Ok(Some(Admitted::Console(access)));
     }
     let Some(db) = snapshot.config.databases.get(&database) else {
@@ -207,7 +243,7 @@ async fn login_inner(
     let (cancel_pid, cancel_secret, cancel_slot) = shared.cancels.register();
     backend::backend_key_data(&mut out, cancel_pid, cancel_secret);
     backend::ready_for_query(&mut out, TxStatus::Idle);
-    if client.write_all(&out).await.is_err() {
+    if client.send(&out).await.is_err() {
         shared.cancels.remove(cancel_pid);
         return Ok(None);
     }

@@ -15,6 +15,7 @@ pub mod extended;
 pub mod pgbouncer;
 mod pooler;
 pub mod raw;
+pub mod tls;
 
 use std::future::Future;
 use std::process::{Command, Output, Stdio};

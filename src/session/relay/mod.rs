@@ -14,6 +14,11 @@
 //! `out` buffer, rewritten where needed); `server.rs` scans what the server
 //! sends (forwarded in place from its read buffer, with pooler-owed replies
 //! inserted and replies to injected messages removed).
+//!
+//! Flushing: over TLS, a write may leave bytes inside rustls when the socket is
+//! full, so each direction whose write buffer is empty is also polled with
+//! `poll_flush` (a no-op for plain TCP), and the run reports the end of a
+//! transaction only once the client's side is flushed.
 
 mod client;
 mod server;
@@ -221,6 +226,13 @@ impl<'a> Relay<'a> {
                     Poll::Pending => {}
                 }
             }
+            if self.server.out.is_empty() {
+                // TLS: push out what rustls still holds (no-op for plain TCP).
+                if let Poll::Ready(Err(_)) = Pin::new(&mut self.server.stream).poll_flush(cx) {
+                    self.server_eof = true;
+                    return Poll::Ready(Ok(Outcome::ServerGone { told_client: false }));
+                }
+            }
 
             // Server → client.
             if self.s_ready > 0 {
@@ -240,6 +252,9 @@ impl<'a> Relay<'a> {
                     }
                     Poll::Pending => {}
                 }
+            } else if !self.client_flushed(cx)? {
+                // TLS: the client's last bytes are still inside rustls; the flush
+                // registered for write readiness.
             } else if self.server_fatal || self.server_eof {
                 return Poll::Ready(Ok(Outcome::ServerGone {
                     told_client: self.server_fatal,
@@ -270,6 +285,18 @@ impl<'a> Relay<'a> {
             if !progress {
                 return Poll::Pending;
             }
+        }
+    }
+}
+
+impl Relay<'_> {
+    /// Flushes the client stream (a no-op for plain TCP); false while TLS bytes
+    /// are still buffered.
+    fn client_flushed(&mut self, cx: &mut Context<'_>) -> Result<bool, RelayError> {
+        match Pin::new(&mut *self.client.stream).poll_flush(cx) {
+            Poll::Ready(Ok(())) => Ok(true),
+            Poll::Ready(Err(e)) => Err(RelayError::ClientIo(e)),
+            Poll::Pending => Ok(false),
         }
     }
 }
