@@ -254,8 +254,8 @@ fn tls_modes_map_to_the_nearest_with_notes() {
         c.pool.server_tls_ca_file.as_deref(),
         Some(Path::new("/etc/ssl/rds-ca.pem"))
     );
-    let (done_no_ca, c) = convert("[pgbouncer]\nserver_tls_sslmode = verify-full\n");
-    assert_eq!(c.pool.server_tls, ServerTls::Require);
+    let (done_no_ca, no_ca) = convert("[pgbouncer]\nserver_tls_sslmode = verify-full\n");
+    assert_eq!(no_ca.pool.server_tls, ServerTls::Require);
     assert!(has_comment(&done_no_ca.toml, "note: no server_tls_ca_file"));
     assert!(has_comment(
         &done.toml,
