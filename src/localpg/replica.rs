@@ -91,6 +91,21 @@ impl LocalPostgres {
         check_output("pg_ctl promote", &out)
     }
 
+    /// Turns this server, a former primary, into a standby of `primary` and
+    /// starts it again on its port: a clean switchover (this one must have been
+    /// stopped cleanly before `primary` was promoted, so their histories agree).
+    pub fn follow(&mut self, primary: &LocalPostgres) -> Result<(), LocalPgError> {
+        self.stop()?;
+        self.write_data_file("standby.signal", "", false)?;
+        let conninfo = format!(
+            "\nprimary_conninfo = 'host={} port={} user=postgres'\nrecovery_target_timeline = 'latest'\n",
+            primary.host(),
+            primary.port()
+        );
+        self.write_data_file("postgresql.auto.conf", &conninfo, true)?;
+        self.start_postmaster()
+    }
+
     /// Stops the server at once (`immediate`: like a crash; a standby keeps its data).
     pub fn crash(&mut self) -> Result<(), LocalPgError> {
         self.stop_with("immediate")

@@ -151,18 +151,40 @@ pub struct HostSet {
     pub role_changes: AtomicU64,
     last_primary: Mutex<Option<usize>>,
     background: AtomicBool,
-    lookup: Lookup,
+    resolver: Arc<dyn Resolve>,
 }
 
-/// Where host names are looked up: the system resolver, or (unit tests) a
-/// table the test changes.
-#[derive(Debug, Clone, Default)]
-pub enum Lookup {
-    /// `getaddrinfo` through tokio.
-    #[default]
-    System,
-    /// Fixed answers: every name resolves to these addresses.
-    Fixed(Arc<Mutex<Vec<SocketAddr>>>),
+/// The answer of a [`Resolve`]: the addresses of a name, or why there are none.
+pub type Resolving<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>,
+>;
+
+/// Looks host names up. The pooler uses [`SystemResolver`]; a test can
+/// substitute one whose answers it changes.
+pub trait Resolve: Send + Sync + std::fmt::Debug {
+    /// The addresses of `host` on `port`.
+    fn resolve<'a>(&'a self, host: &'a str, port: u16) -> Resolving<'a>;
+}
+
+/// `getaddrinfo`, through tokio's blocking pool.
+#[derive(Debug, Default)]
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve<'a>(&'a self, host: &'a str, port: u16) -> Resolving<'a> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
+
+/// Answers every name with the addresses it holds (tests change them).
+#[derive(Debug, Default)]
+pub struct FixedResolver(pub Mutex<Vec<SocketAddr>>);
+
+impl Resolve for FixedResolver {
+    fn resolve<'a>(&'a self, _host: &'a str, _port: u16) -> Resolving<'a> {
+        let answer = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Box::pin(async move { Ok(answer) })
+    }
 }
 
 impl HostSet {
@@ -203,14 +225,14 @@ impl HostSet {
             role_changes: AtomicU64::new(0),
             last_primary: Mutex::new(None),
             background: AtomicBool::new(false),
-            lookup: Lookup::System,
+            resolver: Arc::new(SystemResolver),
         })
     }
 
-    /// The same set, resolving names with `lookup` (tests).
-    pub fn with_lookup(mut self: Arc<Self>, lookup: Lookup) -> Arc<HostSet> {
+    /// The same set, resolving names with `resolver` (tests). Call before sharing it.
+    pub fn with_resolver(mut self: Arc<Self>, resolver: Arc<dyn Resolve>) -> Arc<HostSet> {
         if let Some(set) = Arc::get_mut(&mut self) {
-            set.lookup = lookup;
+            set.resolver = resolver;
         }
         self
     }
@@ -310,13 +332,11 @@ impl HostSet {
     /// (except for reader entries, see the module docs).
     async fn resolve(&self, index: usize) -> Result<SocketAddr, String> {
         let host = &self.hosts[index];
-        let found: Vec<SocketAddr> = match &self.lookup {
-            Lookup::System => tokio::net::lookup_host((host.name.as_str(), host.port))
-                .await
-                .map_err(|e| format!("could not resolve {}: {e}", host.name))?
-                .collect(),
-            Lookup::Fixed(addrs) => addrs.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-        };
+        let found = self
+            .resolver
+            .resolve(&host.name, host.port)
+            .await
+            .map_err(|e| format!("could not resolve {}: {e}", host.name))?;
         let first = *found
             .first()
             .ok_or_else(|| format!("{} resolved to no address", host.name))?;
@@ -401,13 +421,15 @@ impl HostSet {
     }
 
     /// A connection said its server may no longer be what we thought (SQLSTATE
-    /// 25006 on a writer): forget the role, so the next connection learns it.
+    /// 25006 on a writer): that connection is closed, and the role forgotten
+    /// so the next connection learns it. The host's other connections stay
+    /// unless that login finds a standby (a read-only transaction on a true
+    /// primary must not churn the whole pool).
     pub fn role_in_doubt(&self, index: usize) {
         if let Some(host) = self.hosts.get(index) {
             let mut st = host.lock();
             st.role_seen = None;
             st.resolved_at = None;
-            host.generation.fetch_add(1, Relaxed);
         }
     }
 
@@ -653,16 +675,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_changed_dns_answer_retires_old_connections_except_for_readers() {
-        let answer = Arc::new(Mutex::new(vec!["127.0.0.1:5432".parse().expect("addr")]));
+        let answer = Arc::new(FixedResolver::default());
         for (role, retires) in [
             (Role::Writer, true),
             (Role::Any, true),
             (Role::Reader, false),
         ] {
-            *answer.lock().expect("lock") = vec!["127.0.0.1:5432".parse().expect("addr")];
+            *answer.0.lock().expect("lock") = vec!["127.0.0.1:5432".parse().expect("addr")];
             let hosts = [("db.example".to_owned(), 5432)];
             let s = HostSet::new("db", role, true, &hosts, Duration::from_secs(5))
-                .with_lookup(Lookup::Fixed(answer.clone()));
+                .with_resolver(answer.clone());
             let first = pick(&s).await.expect("a host");
             let generation = s.hosts[first].generation();
             assert_eq!(
@@ -672,7 +694,7 @@ mod tests {
             // Same answer: nothing changes.
             s.resolve(0).await.expect("resolves");
             assert!(s.is_current(0, generation));
-            *answer.lock().expect("lock") = vec!["127.0.0.2:5432".parse().expect("addr")];
+            *answer.0.lock().expect("lock") = vec!["127.0.0.2:5432".parse().expect("addr")];
             s.resolve(0).await.expect("resolves");
             assert_eq!(
                 s.views()[0].addr,
@@ -684,13 +706,15 @@ mod tests {
 
     #[tokio::test]
     async fn names_are_cached_for_dns_max_ttl() {
-        let answer = Arc::new(Mutex::new(vec!["127.0.0.1:1".parse().expect("addr")]));
+        let answer = Arc::new(FixedResolver(Mutex::new(vec!["127.0.0.1:1"
+            .parse()
+            .expect("addr")])));
         let hosts = [("db.example".to_owned(), 1)];
         let s = HostSet::new("db", Role::Any, true, &hosts, Duration::from_secs(60))
-            .with_lookup(Lookup::Fixed(answer.clone()));
+            .with_resolver(answer.clone());
         let tried = [false];
         let first = s.pick(&tried).await.expect("host").expect("resolves");
-        *answer.lock().expect("lock") = vec!["127.0.0.9:1".parse().expect("addr")];
+        *answer.0.lock().expect("lock") = vec!["127.0.0.9:1".parse().expect("addr")];
         let second = s.pick(&tried).await.expect("host").expect("resolves");
         assert_eq!(
             first.addr, second.addr,

@@ -203,7 +203,14 @@ impl Session {
             if self.cbuf.capacity() - self.cbuf.len() < relay::CLIENT_BUF_FIRST / 2 {
                 self.cbuf.reserve(relay::CLIENT_BUF_FIRST);
             }
-            match self.client.read_buf(&mut self.cbuf).await {
+            // Under TLS, readiness may mean only part of a record has
+            // arrived; a shutdown must not wait for the rest.
+            let read = tokio::select! {
+                biased;
+                r = self.client.read_buf(&mut self.cbuf) => r,
+                _ = self.login.cancel_slot.kill.notified() => return Err(shutting_down()),
+            };
+            match read {
                 Ok(0) | Err(_) => return Ok(false),
                 Ok(_) => {}
             }
