@@ -424,3 +424,61 @@ async fn read_only_refusal_on_a_writer_retires_the_connection() {
     let again = simple_value(&client, "SELECT pg_backend_pid()").await;
     assert_eq!(after, again);
 }
+
+/// The same failover through PgBouncer (Debian's package), configured as SPEC's writer
+/// entry would be for it: one host, the primary's address (`cargo test --test aurora --
+/// --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "measurement against PgBouncer, about 30 s"]
+async fn failover_numbers_through_pgbouncer() {
+    let mut primary = fresh_cluster();
+    create_table(&primary, "f");
+    let replica = primary.start_replica().expect("replica");
+    let pooler = Pooler::builder(&primary)
+        .kind(PoolerKind::PgBouncer)
+        .set("databases.app.pool_size", "10")
+        .set("pool.query_wait_timeout", "30")
+        .set("pool.server_connect_timeout", "1")
+        .start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let successes: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let mut workers = Vec::new();
+    for i in 0..50 {
+        let client = pooler.connect_app().await;
+        let (stop, successes) = (stop.clone(), successes.clone());
+        workers.push(tokio::spawn(async move {
+            let mut errors = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                match client.batch_execute(&format!("INSERT INTO f VALUES ({i})")).await {
+                    Ok(()) => successes.lock().expect("lock").push(Instant::now()),
+                    Err(_) if client.is_closed() => return errors + 1,
+                    Err(_) => errors += 1,
+                }
+            }
+            errors
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    primary.crash().expect("crash");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    replica.promote().expect("promote");
+    let promoted = Instant::now();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut errors = 0;
+    for w in workers {
+        errors += tokio::time::timeout(Duration::from_secs(35), w)
+            .await
+            .map(|r| r.expect("worker"))
+            .unwrap_or(1);
+    }
+    let resumed = successes
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|t| **t > promoted)
+        .map(|t| *t - promoted);
+    eprintln!(
+        "PgBouncer failover: writes resumed after promotion: {resumed:?} (None = not within 15 s); {errors} client errors"
+    );
+}
