@@ -257,7 +257,7 @@ pub fn config(shared: &Shared) -> Table {
             "listen_addr",
             c.listen.addr.to_string(),
             "0.0.0.0:6432".into(),
-            false,
+            true,
         ),
         (
             "max_client_conn",
@@ -365,6 +365,34 @@ pub fn config(shared: &Shared) -> Table {
             "max_prepared_statements",
             c.pool.max_prepared_statements.to_string(),
             d.max_prepared_statements.to_string(),
+            true,
+        ),
+        (
+            "dns_max_ttl",
+            secs(c.pool.dns_max_ttl),
+            secs(d.dns_max_ttl),
+            true,
+        ),
+        (
+            "client_tls_sslmode",
+            c.listen.client_tls.as_str().to_owned(),
+            "disable".into(),
+            true,
+        ),
+        (
+            "server_tls_sslmode",
+            c.pool.server_tls.as_str().to_owned(),
+            d.server_tls.as_str().to_owned(),
+            true,
+        ),
+        (
+            "server_tls_ca_file",
+            c.pool
+                .server_tls_ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            String::new(),
             true,
         ),
     ];
