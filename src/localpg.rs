@@ -161,19 +161,26 @@ impl LocalPostgres {
         };
         pg.watchdog = Some(spawn_watchdog(pg.dir.path(), &pg.data_dir())?);
         pg.initdb(&opts)?;
+        pg.start_on_a_free_port()?;
+        Ok(pg)
+    }
+
+    /// Starts the postmaster on a free port, trying again on another one if
+    /// the port was taken meanwhile.
+    fn start_on_a_free_port(&mut self) -> Result<(), LocalPgError> {
         let mut last_err = None;
         for _ in 0..START_ATTEMPTS {
-            pg.port = free_port().map_err(|source| LocalPgError::Io {
+            self.port = free_port().map_err(|source| LocalPgError::Io {
                 action: "finding a free port",
                 source,
             })?;
-            match pg.start_postmaster() {
-                Ok(()) => return Ok(pg),
+            match self.start_postmaster() {
+                Ok(()) => return Ok(()),
                 Err(err) => last_err = Some(err),
             }
         }
         Err(last_err.unwrap_or(LocalPgError::StartFailed {
-            port: pg.port,
+            port: self.port,
             log_tail: String::new(),
         }))
     }

@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Problem};
+pub use sections::{AUTH_KEYS, DATABASE_KEYS, LISTEN_KEYS, POOL_KEYS};
 pub use types::{
     Auth, AuthType, ClientTls, Database, HostPort, Listen, PoolMode, PoolSettings, Role, ServerTls,
     UnknownValue,

@@ -17,7 +17,8 @@ use super::types::{
 /// Top-level sections.
 pub(super) const TOP_KEYS: &[&str] = &["listen", "auth", "pool", "databases"];
 
-pub(super) const LISTEN_KEYS: &[&str] = &[
+/// The keys this section accepts, in the order `config/pool.toml` lists them.
+pub const LISTEN_KEYS: &[&str] = &[
     "addr",
     "max_client_conn",
     "client_tls",
@@ -26,10 +27,11 @@ pub(super) const LISTEN_KEYS: &[&str] = &[
     "http_addr",
 ];
 
-pub(super) const AUTH_KEYS: &[&str] =
-    &["type", "file", "admin_users", "stats_users", "trust_remote"];
+/// The keys this section accepts, in the order `config/pool.toml` lists them.
+pub const AUTH_KEYS: &[&str] = &["type", "file", "admin_users", "stats_users", "trust_remote"];
 
-pub(super) const POOL_KEYS: &[&str] = &[
+/// The keys this section accepts, in the order `config/pool.toml` lists them.
+pub const POOL_KEYS: &[&str] = &[
     "mode",
     "default_pool_size",
     "min_pool_size",
@@ -55,7 +57,8 @@ pub(super) const POOL_KEYS: &[&str] = &[
     "max_prepared_statements",
 ];
 
-pub(super) const DATABASE_KEYS: &[&str] = &[
+/// The keys this section accepts, in the order `config/pool.toml` lists them.
+pub const DATABASE_KEYS: &[&str] = &[
     "host",
     "hosts",
     "port",

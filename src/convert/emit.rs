@@ -9,52 +9,9 @@ use std::path::Path;
 
 use super::plan::{Database, Dropped, Plan, Section};
 
-const LISTEN_ORDER: &[&str] = &[
-    "addr",
-    "max_client_conn",
-    "client_tls",
-    "tls_cert",
-    "tls_key",
-    "http_addr",
-];
-const AUTH_ORDER: &[&str] = &["type", "file", "trust_remote", "admin_users", "stats_users"];
-const POOL_ORDER: &[&str] = &[
-    "mode",
-    "default_pool_size",
-    "min_pool_size",
-    "reserve_pool_size",
-    "reserve_pool_timeout_ms",
-    "max_db_connections",
-    "server_reset_query",
-    "server_reset_query_always",
-    "server_check_query",
-    "server_check_delay",
-    "server_idle_timeout",
-    "server_lifetime",
-    "server_connect_timeout",
-    "server_tls",
-    "server_tls_ca_file",
-    "query_wait_timeout",
-    "query_timeout",
-    "idle_transaction_timeout",
-    "client_idle_timeout",
-    "client_login_timeout",
-    "shutdown_timeout",
-    "max_prepared_statements",
-];
-const DATABASE_ORDER: &[&str] = &[
-    "host",
-    "hosts",
-    "port",
-    "dbname",
-    "role",
-    "pool_size",
-    "min_pool_size",
-    "max_db_connections",
-    "pool_mode",
-    "user",
-    "password",
-];
+// Keys in the order the config parser (and `config/pool.toml`) lists them.
+use crate::config::{AUTH_KEYS as AUTH_ORDER, DATABASE_KEYS as DATABASE_ORDER};
+use crate::config::{LISTEN_KEYS as LISTEN_ORDER, POOL_KEYS as POOL_ORDER};
 
 /// Comment lines are wrapped at this width.
 const WIDTH: usize = 92;

@@ -3,8 +3,8 @@
 
 use std::process::Stdio;
 
-use super::process::{free_port, spawn_watchdog, RunAs};
-use super::{check_output, LocalPgError, LocalPostgres, START_ATTEMPTS};
+use super::process::{spawn_watchdog, RunAs};
+use super::{check_output, LocalPgError, LocalPostgres};
 
 impl LocalPostgres {
     /// Starts a hot standby streaming from this server, on its own free port. The
@@ -57,21 +57,8 @@ impl LocalPostgres {
             replica.dir.path().display()
         );
         replica.write_data_file("postgresql.conf", &conf, true)?;
-        let mut last_err = None;
-        for _ in 0..START_ATTEMPTS {
-            replica.port = free_port().map_err(|source| LocalPgError::Io {
-                action: "finding a free port",
-                source,
-            })?;
-            match replica.start_postmaster() {
-                Ok(()) => return Ok(replica),
-                Err(err) => last_err = Some(err),
-            }
-        }
-        Err(last_err.unwrap_or(LocalPgError::StartFailed {
-            port: replica.port,
-            log_tail: String::new(),
-        }))
+        replica.start_on_a_free_port()?;
+        Ok(replica)
     }
 
     /// Promotes a standby to primary and waits until it accepts writes.
