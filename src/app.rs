@@ -37,6 +37,8 @@ pub struct Shared {
     /// Database entries whose server has answered at least once (sticky);
     /// `/health/ready` needs every writer entry in it.
     pub reached: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Failed logins per client address (see [`crate::session::throttle`]).
+    pub login_throttle: crate::session::throttle::LoginThrottle,
 }
 
 impl Shared {
@@ -47,6 +49,7 @@ impl Shared {
             started: std::time::Instant::now(),
             stop: tokio::sync::Notify::new(),
             reached: Default::default(),
+            login_throttle: Default::default(),
             snapshot: ArcSwap::from_pointee(snapshot),
             registry: Registry::new(),
             cancels: CancelRegistry::default(),

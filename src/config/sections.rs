@@ -26,8 +26,16 @@ pub(super) const LISTEN_KEYS: &[&str] = &[
     "http_addr",
 ];
 
-pub(super) const AUTH_KEYS: &[&str] =
-    &["type", "file", "admin_users", "stats_users", "trust_remote"];
+pub(super) const AUTH_KEYS: &[&str] = &[
+    "type",
+    "file",
+    "admin_users",
+    "stats_users",
+    "trust_remote",
+    "login_failure_limit",
+    "login_failure_window",
+    "login_failure_block",
+];
 
 pub(super) const POOL_KEYS: &[&str] = &[
     "mode",
@@ -152,6 +160,15 @@ pub(super) fn read_auth(rd: &mut Reader<'_>, sec: &Section<'_>) -> Auth {
         admin_users: user_names(rd, sec, "admin_users").unwrap_or(d.admin_users),
         stats_users: user_names(rd, sec, "stats_users").unwrap_or(d.stats_users),
         trust_remote: sec.boolean(rd, "trust_remote").unwrap_or(d.trust_remote),
+        login_failure_limit: sec
+            .count(rd, "login_failure_limit", 0)
+            .unwrap_or(d.login_failure_limit),
+        login_failure_window: sec
+            .duration(rd, "login_failure_window", 1)
+            .unwrap_or(d.login_failure_window),
+        login_failure_block: sec
+            .count(rd, "login_failure_block", 0)
+            .unwrap_or(d.login_failure_block),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod prepared;
 pub mod relay;
 pub mod startup;
+pub mod throttle;
 
 use std::sync::Arc;
 

@@ -142,8 +142,13 @@ async fn login_inner(
         .map_err(|e| ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
 
     let snapshot = shared.snapshot();
-    let credential =
-        super::auth::authenticate(client, &snapshot, &user, peer, &shared.stats).await?;
+    let credential = super::throttle::guard(
+        &shared.login_throttle,
+        peer,
+        &snapshot.config.auth,
+        super::auth::authenticate(client, &snapshot, &user, peer, &shared.stats),
+    )
+    .await?;
 
     if crate::admin::ADMIN_DATABASES.contains(&database.as_str()) {
         let Some(access) = crate::admin::access_of(shared, &user) else {
