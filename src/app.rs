@@ -38,6 +38,8 @@ pub struct Shared {
     /// Database entries whose server has answered at least once (sticky);
     /// `/health/ready` needs every writer entry in it.
     pub reached: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Failed logins per client address (see [`crate::session::throttle`]).
+    pub login_throttle: crate::session::throttle::LoginThrottle,
     /// The client listen address in force; the accept loop re-binds when a
     /// reload changes it.
     pub listen_addr: watch::Sender<std::net::SocketAddr>,
@@ -76,6 +78,7 @@ impl Shared {
             paused: Default::default(),
             host_sets: Default::default(),
             listen_addr: watch::Sender::new(snapshot.config.listen.addr),
+            login_throttle: Default::default(),
             snapshot: ArcSwap::from_pointee(snapshot),
             registry: Registry::new(),
             cancels: CancelRegistry::default(),

@@ -61,6 +61,8 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// feature_not_supported
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// program_limit_exceeded: a fixed per-connection limit was reached.
+    pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     /// internal_error
     pub const INTERNAL_ERROR: &str = "XX000";
 }

@@ -23,6 +23,8 @@ pub mod convert;
 pub mod demo;
 pub mod error;
 pub mod file_watch;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health_check;
 pub mod http;
 pub mod localpg;

@@ -28,7 +28,16 @@ pub const LISTEN_KEYS: &[&str] = &[
 ];
 
 /// The keys this section accepts, in the order `config/pool.toml` lists them.
-pub const AUTH_KEYS: &[&str] = &["type", "file", "admin_users", "stats_users", "trust_remote"];
+pub const AUTH_KEYS: &[&str] = &[
+    "type",
+    "file",
+    "admin_users",
+    "stats_users",
+    "trust_remote",
+    "login_failure_limit",
+    "login_failure_window",
+    "login_failure_block",
+];
 
 /// The keys this section accepts, in the order `config/pool.toml` lists them.
 pub const POOL_KEYS: &[&str] = &[
@@ -158,6 +167,15 @@ pub(super) fn read_auth(rd: &mut Reader<'_>, sec: &Section<'_>) -> Auth {
         admin_users: user_names(rd, sec, "admin_users").unwrap_or(d.admin_users),
         stats_users: user_names(rd, sec, "stats_users").unwrap_or(d.stats_users),
         trust_remote: sec.boolean(rd, "trust_remote").unwrap_or(d.trust_remote),
+        login_failure_limit: sec
+            .count(rd, "login_failure_limit", 0)
+            .unwrap_or(d.login_failure_limit),
+        login_failure_window: sec
+            .duration(rd, "login_failure_window", 1)
+            .unwrap_or(d.login_failure_window),
+        login_failure_block: sec
+            .count(rd, "login_failure_block", 0)
+            .unwrap_or(d.login_failure_block),
     }
 }
 

@@ -73,6 +73,19 @@ fn empty_file_gives_the_documented_defaults() {
     assert_eq!(c.listen, Listen::default());
     assert_eq!(c.auth, Auth::default());
     assert_eq!(c.pool, PoolSettings::default());
+    let d = Auth::default();
+    assert_eq!(
+        (
+            c.auth.login_failure_limit,
+            c.auth.login_failure_window,
+            c.auth.login_failure_block
+        ),
+        (
+            d.login_failure_limit,
+            d.login_failure_window,
+            d.login_failure_block
+        )
+    );
 }
 
 #[test]

@@ -269,3 +269,40 @@ fn verify_full_needs_a_ca_file_resolved_next_to_the_config() {
     // Other modes do not need one.
     assert!(parse("[pool]\nserver_tls = \"require\"\n").is_ok());
 }
+
+#[test]
+fn login_throttle_keys() {
+    let d = parse("").unwrap().auth;
+    assert_eq!(
+        (
+            d.login_failure_limit,
+            d.login_failure_window,
+            d.login_failure_block
+        ),
+        (5, std::time::Duration::from_secs(60), 50)
+    );
+    let c = parse(
+        "[auth]\nlogin_failure_limit = 3\nlogin_failure_window = 10\nlogin_failure_block = 4",
+    )
+    .unwrap()
+    .auth;
+    assert_eq!(
+        (
+            c.login_failure_limit,
+            c.login_failure_window,
+            c.login_failure_block
+        ),
+        (3, std::time::Duration::from_secs(10), 4)
+    );
+    // Off, and "never refuse", are 0.
+    parse("[auth]\nlogin_failure_limit = 0\nlogin_failure_block = 1").unwrap();
+    parse("[auth]\nlogin_failure_block = 0").unwrap();
+    let cases: &[(&str, &str)] = &[
+        ("[auth]\nlogin_failure_block = 5", "pool.toml:2: auth.login_failure_block: must be greater than login_failure_limit (5), or 0 to never refuse, got 5"),
+        ("[auth]\nlogin_failure_window = 0", "pool.toml:2: auth.login_failure_window: must be at least 1, got 0"),
+        ("[auth]\nlogin_failure_limit = -1", "pool.toml:2: auth.login_failure_limit: must not be negative, got -1"),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(only_problem(text), *expected, "{text:?}");
+    }
+}

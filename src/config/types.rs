@@ -186,6 +186,16 @@ pub struct Auth {
     pub stats_users: Vec<String>,
     /// Allow `trust` for clients that are not on a loopback address.
     pub trust_remote: bool,
+    /// Failed logins from one address within `login_failure_window` before each further
+    /// failure is answered late (backoff up to 2 s); 0 turns the login throttle off.
+    /// Reloadable.
+    pub login_failure_limit: u32,
+    /// The window failed logins are counted in, from an address's first failure.
+    /// Seconds; reloadable.
+    pub login_failure_window: Duration,
+    /// Failed logins from one address within the window after which its new connections
+    /// are refused (53300) until the window ends; 0 = never refuse. Reloadable.
+    pub login_failure_block: u32,
 }
 
 impl Default for Auth {
@@ -196,6 +206,9 @@ impl Default for Auth {
             admin_users: Vec::new(),
             stats_users: Vec::new(),
             trust_remote: false,
+            login_failure_limit: 5,
+            login_failure_window: Duration::from_secs(60),
+            login_failure_block: 50,
         }
     }
 }

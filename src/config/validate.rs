@@ -34,6 +34,18 @@ pub(super) fn check(config: &Config, lines: &Lines, rd: &mut Reader<'_>) {
         report(&["auth", "file"], message);
     }
 
+    let auth = &config.auth;
+    if auth.login_failure_limit != 0
+        && auth.login_failure_block != 0
+        && auth.login_failure_block <= auth.login_failure_limit
+    {
+        let message = format!(
+            "must be greater than login_failure_limit ({}), or 0 to never refuse, got {}",
+            auth.login_failure_limit, auth.login_failure_block
+        );
+        report(&["auth", "login_failure_block"], message);
+    }
+
     let pool = &config.pool;
     if pool.server_tls == ServerTls::VerifyFull && pool.server_tls_ca_file.is_none() {
         let message = "required when server_tls = \"verify-full\" (a PEM bundle of the CA \

@@ -87,6 +87,22 @@ pub fn parse_statement_name(body: &[u8]) -> Option<&[u8]> {
     read_cstr(body).map(|(name, _)| name)
 }
 
+/// The portal and statement names at the front of a Bind body, and the rest
+/// (parameter formats, values, result formats) as it is.
+pub fn bind_names(body: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (portal, rest) = read_cstr(body)?;
+    let (statement, after) = read_cstr(rest)?;
+    Some((portal, statement, after))
+}
+
+/// The target of a Describe or Close body: the kind byte (`S`tatement or
+/// `P`ortal), the name, and anything after the name (nothing, when valid).
+pub fn target(body: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&kind, rest) = body.split_first()?;
+    let (name, after) = read_cstr(rest)?;
+    Some((kind, name, after))
+}
+
 /// The query text of a Query body, or of a Parse body after its name.
 pub fn query_text(tag_byte: u8, body: &[u8]) -> Option<&[u8]> {
     match tag_byte {
@@ -154,6 +170,19 @@ mod tests {
     fn truncated_sasl_initial_is_rejected() {
         assert_eq!(parse_sasl_initial(b"SCRAM\0\0\0\0\x09abc"), None);
         assert_eq!(parse_sasl_initial(b"SCRAM"), None);
+    }
+
+    #[test]
+    fn bind_and_target_names() {
+        assert_eq!(
+            bind_names(b"p\0s1\0\0\0\0\0\0\0"),
+            Some((&b"p"[..], &b"s1"[..], &b"\0\0\0\0\0\0"[..]))
+        );
+        assert_eq!(bind_names(b"p\0s1"), None);
+        assert_eq!(target(b"Ss1\0"), Some((b'S', &b"s1"[..], &b""[..])));
+        assert_eq!(target(b"P\0"), Some((b'P', &b""[..], &b""[..])));
+        assert_eq!(target(b"S"), None);
+        assert_eq!(target(b""), None);
     }
 
     #[test]

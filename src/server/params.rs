@@ -249,10 +249,12 @@ impl ServerParams {
             };
             if current != Some(Some(v)) {
                 sets.push_str(if sets.is_empty() { "SELECT " } else { ", " });
+                // An E'' literal reads the same whatever the connection's
+                // standard_conforming_strings (which a client may turn off).
                 let _ = write!(
                     sets,
-                    "set_config('{k}', '{}', false)",
-                    v.replace('\'', "''")
+                    "set_config('{k}', E'{}', false)",
+                    v.replace('\\', "\\\\").replace('\'', "''")
                 );
             }
         }
@@ -339,7 +341,7 @@ mod tests {
         wanted.set("search_path", "s1");
         assert_eq!(
             server.diff_sql(&wanted).unwrap(),
-            "SELECT set_config('application_name', 'it''s', false), set_config('search_path', 's1', false)"
+            "SELECT set_config('application_name', E'it''s', false), set_config('search_path', E's1', false)"
         );
         server.applied(&wanted);
         server.reported_changed("application_name", "it's");
@@ -351,7 +353,18 @@ mod tests {
         server.after_reset(false);
         assert_eq!(
             server.diff_sql(&wanted).unwrap(),
-            "SELECT set_config('search_path', 's1', false)"
+            "SELECT set_config('search_path', E's1', false)"
+        );
+    }
+
+    #[test]
+    fn values_are_quoted_whatever_standard_conforming_strings() {
+        let server = ServerParams::default();
+        let mut wanted = ParamSet::new();
+        wanted.set("application_name", r"x\'); DROP TABLE t; --");
+        assert_eq!(
+            server.diff_sql(&wanted).unwrap(),
+            r"SELECT set_config('application_name', E'x\\''); DROP TABLE t; --', false)"
         );
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod prepared;
 pub mod relay;
 pub mod startup;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -272,6 +273,7 @@ impl Session {
         );
         outcome.map_err(|e| match e {
             RelayError::ClientProtocol(m) => ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, m),
+            RelayError::ClientLimit(m) => ClientError::fatal(sqlstate::PROGRAM_LIMIT_EXCEEDED, m),
             RelayError::ClientIo(_) => closed(),
             RelayError::ServerProtocol(f) => ClientError::fatal(
                 sqlstate::CONNECTION_FAILURE,

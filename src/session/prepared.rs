@@ -55,24 +55,57 @@ impl Statement {
     }
 }
 
+/// Named statements one client may hold at once: far above the statement
+/// caches of common drivers (pgx 512, JDBC 256, Rails 1000), low enough that a
+/// client cannot grow the pooler's memory without bound.
+pub const MAX_CLIENT_STATEMENTS: usize = 10_000;
+/// Bytes of statement names, text and parameter types one client may hold.
+pub const MAX_CLIENT_STATEMENT_BYTES: usize = 32 << 20;
+
+/// A client tried to hold more named statements than [`MAX_CLIENT_STATEMENTS`]
+/// or [`MAX_CLIENT_STATEMENT_BYTES`] allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "too many prepared statements on this connection (limit {MAX_CLIENT_STATEMENTS} \
+     statements, {} MiB of text): close unused ones (Close, DEALLOCATE) before preparing more",
+    MAX_CLIENT_STATEMENT_BYTES >> 20
+)]
+pub struct StatementLimit;
+
 /// A client's named statements.
 #[derive(Debug, Default)]
 pub struct ClientStatements {
     by_name: HashMap<Box<[u8]>, Arc<Statement>>,
+    /// Names plus statement bodies held, against [`MAX_CLIENT_STATEMENT_BYTES`].
+    bytes: usize,
+}
+
+/// What an entry counts against [`MAX_CLIENT_STATEMENT_BYTES`].
+fn cost(name: &[u8], stmt: &Statement) -> usize {
+    name.len() + stmt.tail.len()
 }
 
 impl ClientStatements {
-    /// Registers (or replaces) `name`.
-    pub fn insert(&mut self, name: &[u8], stmt: Arc<Statement>) {
+    /// Registers (or replaces) `name`; refuses when that would go over a limit
+    /// (the client's statements are then unchanged).
+    pub fn insert(&mut self, name: &[u8], stmt: Arc<Statement>) -> Result<(), StatementLimit> {
+        let old = self.by_name.get(name).map(|s| cost(name, s));
+        let count = self.by_name.len() + usize::from(old.is_none());
+        let bytes = self.bytes - old.unwrap_or(0) + cost(name, &stmt);
+        if count > MAX_CLIENT_STATEMENTS || bytes > MAX_CLIENT_STATEMENT_BYTES {
+            return Err(StatementLimit);
+        }
         self.by_name.insert(name.into(), stmt);
+        self.bytes = bytes;
+        Ok(())
     }
 
-    /// Number of named statements.
+    /// Number of statements held.
     pub fn len(&self) -> usize {
         self.by_name.len()
     }
 
-    /// True when the client has no named statements.
+    /// True when the client holds no named statement.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
@@ -84,7 +117,9 @@ impl ClientStatements {
 
     /// Forgets `name` (client Close).
     pub fn remove(&mut self, name: &[u8]) {
-        self.by_name.remove(name);
+        if let Some(s) = self.by_name.remove(name) {
+            self.bytes -= cost(name, &s);
+        }
     }
 
     /// Forgets `name` if it still refers to the statement `pooler_name`
@@ -95,13 +130,14 @@ impl ClientStatements {
             .get(name)
             .is_some_and(|s| &*s.name == pooler_name)
         {
-            self.by_name.remove(name);
+            self.remove(name);
         }
     }
 
     /// Forgets all (client ran DISCARD ALL / DEALLOCATE ALL).
     pub fn clear(&mut self) {
         self.by_name.clear();
+        self.bytes = 0;
     }
 }
 
@@ -261,6 +297,50 @@ mod tests {
         q.push(Expect::Sync);
         assert_eq!(q.len(), 1);
         assert!(!q.skipping);
+    }
+
+    fn stmt(text: &str) -> Arc<Statement> {
+        let body = format!("x\0{text}\0\0\0");
+        Arc::new(Statement::from_parse(body.as_bytes()).unwrap().1)
+    }
+
+    #[test]
+    fn client_statements_are_capped_by_count() {
+        let mut c = ClientStatements::default();
+        for i in 0..MAX_CLIENT_STATEMENTS {
+            c.insert(format!("s{i}").as_bytes(), stmt("SELECT 1"))
+                .unwrap();
+        }
+        let extra = stmt("SELECT 2");
+        assert_eq!(
+            c.insert(b"one too many", extra.clone()),
+            Err(StatementLimit)
+        );
+        // Replacing an existing name is not a new statement.
+        c.insert(b"s0", extra.clone()).unwrap();
+        assert_eq!(c.len(), MAX_CLIENT_STATEMENTS);
+        // Closing one makes room again.
+        c.remove(b"s1");
+        c.insert(b"one too many", extra).unwrap();
+        assert_eq!(c.len(), MAX_CLIENT_STATEMENTS);
+        assert!(StatementLimit.to_string().contains("10000 statements"));
+    }
+
+    #[test]
+    fn client_statements_are_capped_by_bytes() {
+        let mut c = ClientStatements::default();
+        let big = stmt(&"x".repeat(60 * 1024));
+        let fit = MAX_CLIENT_STATEMENT_BYTES / (big.tail.len() + 8);
+        for i in 0..fit {
+            c.insert(format!("big{i:05}").as_bytes(), big.clone())
+                .unwrap();
+        }
+        assert_eq!(c.insert(b"big-extra", big.clone()), Err(StatementLimit));
+        c.remove_if(b"big00000", &big.name);
+        c.insert(b"big-extra", big).unwrap();
+        c.clear();
+        assert!(c.is_empty());
+        assert_eq!(c.bytes, 0);
     }
 
     #[test]

@@ -178,9 +178,14 @@ async fn login_inner(
         .map_err(|e| ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()))?;
 
     let snapshot = shared.snapshot();
-    let credential = super::auth::authenticate(client, &snapshot, &user, peer, &shared.stats)
-        .await
-        .inspect_err(|e| login_failed(&user, &database, peer, e))?;
+    let credential = super::throttle::guard(
+        &shared.login_throttle,
+        peer,
+        &snapshot.config.auth,
+        super::auth::authenticate(client, &snapshot, &user, peer, &shared.stats),
+    )
+    .await
+    .inspect_err(|e| login_failed(&user, &database, peer, e))?;
 
     if crate::admin::ADMIN_DATABASES.contains(&database.as_str()) {
         let Some(access) = crate::admin::access_of(shared, &user) else {

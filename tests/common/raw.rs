@@ -130,6 +130,37 @@ impl RawConn {
         }
     }
 
+    /// Connects to 127.0.0.1:`port` from the local address `source` (any 127.x.y.z
+    /// works on Linux loopback: a second client address for per-address behaviour).
+    pub async fn connect_from(port: u16, source: std::net::IpAddr) -> RawConn {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::new(source, 0))
+            .expect("bind the source address");
+        let stream = socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        RawConn {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Splits off the write half (for a writer task that must not wait for reads)
+    /// and the read side with what is already buffered.
+    pub fn into_split(self) -> (RawReader, tokio::net::tcp::OwnedWriteHalf) {
+        let (read, write) = self.stream.into_split();
+        (
+            RawReader {
+                stream: read,
+                buf: self.buf,
+            },
+            write,
+        )
+    }
+
     /// Writes bytes (ignores errors: the peer may already have hung up on us).
     pub async fn send(&mut self, bytes: &[u8]) {
         let _ = self.stream.write_all(bytes).await;
@@ -315,6 +346,40 @@ impl RawConn {
             }
         }
         true
+    }
+}
+
+/// The read half of a [`RawConn`] split by [`RawConn::into_split`].
+#[derive(Debug)]
+pub struct RawReader {
+    stream: tokio::net::tcp::OwnedReadHalf,
+    buf: BytesMut,
+}
+
+impl RawReader {
+    /// Reads one backend message `(tag, body)`; `None` on EOF or after `timeout`.
+    pub async fn read_message(&mut self, timeout: Duration) -> Option<(u8, Bytes)> {
+        tokio::time::timeout(timeout, async {
+            loop {
+                if self.buf.len() >= 5 {
+                    let len =
+                        i32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
+                    let len = usize::try_from(len).expect("non-negative length");
+                    if self.buf.len() > len {
+                        let tag = self.buf.get_u8();
+                        self.buf.advance(4);
+                        return Some((tag, self.buf.split_to(len - 4).freeze()));
+                    }
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::{Relay, RelayError, INSPECT_CAP};
-use crate::protocol::frame::{read_cstr, read_header, Header, HEADER_LEN};
+use crate::protocol::frame::{read_header, Header, HEADER_LEN};
 use crate::protocol::frontend::{self, tag as ftag};
 use crate::server::dirty::text_is_dirty;
 use crate::session::prepared::{Expect, ManagedParse, Statement};
@@ -26,6 +26,7 @@ impl Relay<'_> {
     /// Moves every whole client message (and the available part of a large
     /// one) from the client buffer to the server's `out` buffer.
     pub(super) fn scan_client(&mut self) -> Result<(), RelayError> {
+        self.c_paused = false;
         loop {
             if self.c_skip > 0 {
                 let n = self.c_skip.min(self.client.buf.len());
@@ -37,6 +38,18 @@ impl Relay<'_> {
                 self.c_skip -= n;
                 continue;
             }
+            if self.backlogged() {
+                self.c_paused = true;
+                if self.client.expect.len() >= super::MAX_IN_FLIGHT && !self.flushed {
+                    // Extended-protocol replies wait in the server's buffer for a
+                    // Sync the client has not sent yet: ask for them now. (At a
+                    // message boundary: nothing is half-copied here.)
+                    put_message(&mut self.server.out, ftag::FLUSH, &[]);
+                    self.flushed = true;
+                }
+                break;
+            }
+            self.flushed = false;
             let h = match read_header(self.client.buf) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
@@ -60,7 +73,7 @@ impl Relay<'_> {
                 ftag::QUERY | ftag::PARSE | ftag::BIND | ftag::DESCRIBE | ftag::CLOSE
             );
             if whole || !needs_body {
-                self.client_message(h, whole);
+                self.client_message(h, whole)?;
             } else if h.body_len() <= INSPECT_CAP {
                 let missing = h.total() - self.client.buf.len();
                 self.client.buf.reserve(missing);
@@ -75,7 +88,7 @@ impl Relay<'_> {
 
     /// Handles one message: whole, or (for messages the relay does not look
     /// into) just its header, with the body streamed.
-    fn client_message(&mut self, h: Header, whole: bool) {
+    fn client_message(&mut self, h: Header, whole: bool) -> Result<(), RelayError> {
         let prepared = self.max_prepared > 0 && !self.client.expect.skipping;
         match h.tag {
             ftag::QUERY => {
@@ -108,7 +121,10 @@ impl Relay<'_> {
                         let client_name = client_name.to_vec();
                         let client_name = &client_name[..];
                         let stmt = Arc::new(stmt);
-                        self.client.statements.insert(client_name, stmt.clone());
+                        self.client
+                            .statements
+                            .insert(client_name, stmt.clone())
+                            .map_err(|e| RelayError::ClientLimit(e.to_string()))?;
                         self.client.buf.advance(h.total());
                         if self.prepare_on_server(&stmt) {
                             self.client.expect.push(Expect::Synthetic(b'1'));
@@ -138,17 +154,11 @@ impl Relay<'_> {
                 };
                 let body = &self.client.buf[HEADER_LEN..h.total()];
                 let target = if h.tag == ftag::BIND {
-                    read_cstr(body).and_then(|(portal, rest)| {
-                        let (stmt, after) = read_cstr(rest)?;
-                        Some((portal, stmt, after))
-                    })
+                    frontend::bind_names(body)
                 } else {
-                    match body.split_first() {
-                        Some((b'S', rest)) => {
-                            read_cstr(rest).map(|(stmt, after)| (&b"S"[..], stmt, after))
-                        }
-                        _ => None,
-                    }
+                    frontend::target(body)
+                        .filter(|(kind, _, _)| *kind == b'S')
+                        .map(|(_, stmt, after)| (&b"S"[..], stmt, after))
                 };
                 let managed = target
                     .filter(|(_, stmt, _)| prepared && !stmt.is_empty())
@@ -181,10 +191,9 @@ impl Relay<'_> {
             ftag::CLOSE => {
                 self.unsynced = true;
                 let body = &self.client.buf[HEADER_LEN..h.total()];
-                let statement = match body.split_first() {
-                    Some((b'S', rest)) => read_cstr(rest).map(|(n, _)| n).filter(|n| !n.is_empty()),
-                    _ => None,
-                };
+                let statement = frontend::target(body)
+                    .filter(|(kind, name, _)| *kind == b'S' && !name.is_empty())
+                    .map(|(_, name, _)| name);
                 match statement.filter(|_| prepared) {
                     Some(name) => {
                         // Answered by the pooler: the server keeps the statement
@@ -239,6 +248,7 @@ impl Relay<'_> {
                 }
             }
         }
+        Ok(())
     }
 
     /// A message too large to buffer whole whose body the relay would look
@@ -263,10 +273,7 @@ impl Relay<'_> {
                 (Expect::Parse(None), None)
             }
             ftag::BIND => {
-                let Some((portal, rest)) = read_cstr(body) else {
-                    return self.need_names(h);
-                };
-                let Some((stmt, _)) = read_cstr(rest) else {
+                let Some((portal, stmt, _)) = frontend::bind_names(body) else {
                     return self.need_names(h);
                 };
                 self.unsynced = true;

@@ -49,6 +49,21 @@ const READ_GROWTH: usize = 8 * 1024;
 /// A read is attempted only with at least this much free space.
 const MIN_READ_SPACE: usize = 512;
 
+// Backpressure: the relay stops taking client messages (they stay in the
+// socket) while any of these is reached, so a client that pipelines without
+// reading results cannot grow the pooler's memory, and resumes as soon as the
+// backlog drains below the mark.
+/// Bytes waiting to be written to the server (an injected Parse can make a
+/// small Bind large).
+const SERVER_OUT_HIGH: usize = 256 * 1024;
+/// Bytes waiting for the client: replies the pooler answers itself (Close,
+/// an already-prepared Parse) never reach the server to be held up there.
+const CLIENT_OUT_HIGH: usize = 256 * 1024;
+/// Replies outstanding. On reaching it the relay sends the server a Flush, so
+/// that replies it holds back until a Sync (and the pooler's own replies queued
+/// behind them) come through and the pause ends.
+pub const MAX_IN_FLIGHT: usize = 8192;
+
 /// How a relay run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -79,6 +94,9 @@ pub enum RelayError {
     /// The server broke the protocol.
     #[error("server protocol error: {0}")]
     ServerProtocol(FrameError),
+    /// The client went over a per-connection limit (SQLSTATE 54000).
+    #[error("{0}")]
+    ClientLimit(String),
 }
 
 /// Counters a relay run accumulates, folded into stats by the session.
@@ -121,6 +139,10 @@ pub struct Relay<'a> {
     max_prepared: usize,
     /// Body bytes of a streamed client message still to copy.
     c_skip: usize,
+    /// Scanning of client messages stopped at a backlog (see [`MAX_IN_FLIGHT`]).
+    c_paused: bool,
+    /// A Flush was injected for the current backlog.
+    flushed: bool,
     /// Server bytes at the front of its buffer scanned and ready to forward.
     s_ready: usize,
     /// Body bytes of a streamed server message still to come.
@@ -158,6 +180,8 @@ impl<'a> Relay<'a> {
             release_on_idle,
             max_prepared: max_prepared as usize,
             c_skip: 0,
+            c_paused: false,
+            flushed: false,
             s_ready: 0,
             s_skip: 0,
             pending: 0,
@@ -179,6 +203,14 @@ impl<'a> Relay<'a> {
         self.counts.client_bytes += self.client.buf.len() as u64;
         self.scan_client()?;
         poll_fn(|cx| self.poll_relay(cx)).await
+    }
+
+    /// True while client messages must wait for the server or the client to
+    /// catch up.
+    fn backlogged(&self) -> bool {
+        self.server.out.len() >= SERVER_OUT_HIGH
+            || self.s_ready >= CLIENT_OUT_HIGH
+            || self.client.expect.len() >= MAX_IN_FLIGHT
     }
 
     fn server_clean(&self) -> bool {
@@ -211,6 +243,11 @@ impl<'a> Relay<'a> {
                 return Poll::Ready(Ok(Outcome::ClientGone {
                     server_clean: clean,
                 }));
+            } else if self.c_paused {
+                if !self.backlogged() {
+                    self.scan_client()?;
+                    progress = true;
+                }
             } else {
                 match poll_read_into(self.client.stream, cx, self.client.buf) {
                     Poll::Ready(Ok(0)) => {
