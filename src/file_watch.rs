@@ -53,13 +53,11 @@ pub async fn run(shared: Arc<Shared>) {
         tick.tick().await;
         let now = stamps(&files);
         // A reload by SIGHUP or RELOAD since the last poll loaded the files
-        // as they are: no need to load them again.
+        // as they were at that poll, or newer: count that version as loaded.
+        // A change written after it differs from `previous` and is picked up.
         if reload_count(&shared) != reloads {
             reloads = reload_count(&shared);
-            files = watched(&shared);
-            applied = stamps(&files);
-            previous = applied.clone();
-            continue;
+            applied = previous.clone();
         }
         // Reload when the files differ from what was loaded and have not
         // moved since the last poll (debounce).
