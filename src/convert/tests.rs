@@ -39,7 +39,7 @@ fn ini_reads_sections_comments_and_values_as_pgbouncer_does() {
          [PgBouncer]\n\tlisten_port=6432   \r\nserver_reset_query = DISCARD ALL ; not a comment\n\
          admin_users =\n",
     )]);
-    let entries = ini::read(&dir.path().join("pgbouncer.ini")).unwrap();
+    let entries = ini::read(&dir.path().join("pgbouncer.ini")).expect("test input");
     assert_eq!(
         triples(&entries),
         vec![
@@ -73,7 +73,7 @@ fn include_is_relative_to_the_including_file_and_keeps_the_section() {
         ("etc/dbs.ini", "app = host=h\n"),
     ]);
     let main = dir.path().join("etc/pgbouncer.ini");
-    let entries = ini::read(&main).unwrap();
+    let entries = ini::read(&main).expect("test input");
     assert_eq!(
         triples(&entries),
         vec![
@@ -132,9 +132,9 @@ fn malformed_lines_are_errors_with_file_and_line() {
         assert!(err.contains(what), "{text:?}: {err}");
     }
     let dir = files(&[("bom.ini", "\u{feff}[pgbouncer]\nlisten_port = 1\n")]);
-    let entries = ini::read(&dir.path().join("bom.ini")).unwrap();
+    let entries = ini::read(&dir.path().join("bom.ini")).expect("test input");
     assert_eq!(triples(&entries), vec![t("pgbouncer", "listen_port", "1")]);
-    std::fs::write(dir.path().join("bin.ini"), b"[pgbouncer]\nx = \xff\n").unwrap();
+    std::fs::write(dir.path().join("bin.ini"), b"[pgbouncer]\nx = \xff\n").expect("test input");
     let err = ini::read(&dir.path().join("bin.ini"))
         .unwrap_err()
         .to_string();
@@ -143,7 +143,8 @@ fn malformed_lines_are_errors_with_file_and_line() {
 
 #[test]
 fn connect_strings_split_like_pgbouncer() {
-    let pairs = connstr::parse("  host=h1,h2  port = 5433 password='a b''c' user=x=y ").unwrap();
+    let pairs = connstr::parse("  host=h1,h2  port = 5433 password='a b''c' user=x=y ")
+        .expect("test input");
     let expected = [
         ("host", "h1,h2"),
         ("port", "5433"),
@@ -155,7 +156,7 @@ fn connect_strings_split_like_pgbouncer() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     assert_eq!(pairs, expected);
-    assert_eq!(connstr::parse("").unwrap(), vec![]);
+    assert_eq!(connstr::parse("").expect("test input"), vec![]);
     for bad in ["host", "host=", "=x", "password='open", "host=''"] {
         assert!(connstr::parse(bad).is_err(), "{bad:?} should be rejected");
     }
@@ -206,7 +207,7 @@ fn durations_round_to_the_pool_toml_unit_with_a_note() {
     assert_eq!((exact.value, exact.note), (600, None));
     let rounded = values::duration(2.6, false, 0, "2.6");
     assert_eq!(rounded.value, 3);
-    assert!(rounded.note.unwrap().contains("rounded to 3 s"));
+    assert!(rounded.note.expect("test input").contains("rounded to 3 s"));
     // Never 0 ("off") for a value that was not 0.
     let tiny = values::duration(0.2, false, 0, "0.2");
     assert_eq!(tiny.value, 1);
@@ -220,10 +221,10 @@ fn durations_round_to_the_pool_toml_unit_with_a_note() {
     assert!(sub_ms.note.is_some());
     let raised = values::duration(0.0, false, 1, "0");
     assert_eq!(raised.value, 1);
-    assert!(raised.note.unwrap().contains("minimum"));
+    assert!(raised.note.expect("test input").contains("minimum"));
     let capped = values::duration(1e12, false, 0, "1e12");
     assert_eq!(capped.value, values::MAX_SECS as i64);
-    assert!(capped.note.unwrap().contains("capped"));
+    assert!(capped.note.expect("test input").contains("capped"));
 }
 
 #[test]

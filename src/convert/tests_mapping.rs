@@ -178,8 +178,8 @@ fn every_setting_without_an_equivalent_gets_a_comment_naming_it() {
     assert!(!done.toml.contains("topsecret"));
     assert_eq!(done.not_carried, unsupported.len() + 3);
     // In file order, each with its line.
-    let logfile = done.toml.find("logfile =").unwrap();
-    let pidfile = done.toml.find("pidfile =").unwrap();
+    let logfile = done.toml.find("logfile =").expect("test input");
+    let pidfile = done.toml.find("pidfile =").expect("test input");
     assert!(logfile < pidfile);
     assert!(done.toml.contains("[pgbouncer.ini:3]"), "{}", done.toml);
 }
