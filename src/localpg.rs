@@ -141,9 +141,17 @@ const START_ATTEMPTS: usize = 5;
 impl LocalPostgres {
     /// Creates and starts a cluster (about half a second).
     pub fn start(opts: LocalPgOptions) -> Result<LocalPostgres, LocalPgError> {
-        let bin_dir = find_bin_dir()?;
+        let mut pg = LocalPostgres::empty("pgpool-rs-pg-", find_bin_dir()?)?;
+        pg.initdb(&opts)?;
+        pg.start_on_a_free_port()?;
+        Ok(pg)
+    }
+
+    /// A not yet initialised cluster in a fresh temporary directory owned by
+    /// the user the server runs as, with its watchdog started.
+    fn empty(prefix: &str, bin_dir: PathBuf) -> Result<LocalPostgres, LocalPgError> {
         let dir = tempfile::Builder::new()
-            .prefix("pgpool-rs-pg-")
+            .prefix(prefix)
             .tempdir()
             .map_err(|source| LocalPgError::Io {
                 action: "creating a temporary directory",
@@ -160,8 +168,6 @@ impl LocalPostgres {
             dir,
         };
         pg.watchdog = Some(spawn_watchdog(pg.dir.path(), &pg.data_dir())?);
-        pg.initdb(&opts)?;
-        pg.start_on_a_free_port()?;
         Ok(pg)
     }
 

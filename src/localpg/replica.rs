@@ -3,7 +3,6 @@
 
 use std::process::Stdio;
 
-use super::process::{spawn_watchdog, RunAs};
 use super::{check_output, LocalPgError, LocalPostgres};
 
 impl LocalPostgres {
@@ -11,24 +10,7 @@ impl LocalPostgres {
     /// primary's `pg_hba.conf` must allow `replication` for `postgres` over TCP (the
     /// test and demo options do).
     pub fn start_replica(&self) -> Result<LocalPostgres, LocalPgError> {
-        let dir = tempfile::Builder::new()
-            .prefix("pgpool-rs-pg-replica-")
-            .tempdir()
-            .map_err(|source| LocalPgError::Io {
-                action: "creating a temporary directory",
-                source,
-            })?;
-        let run_as = RunAs::for_dir_we_created(dir.path())?;
-        run_as.chown(dir.path())?;
-        let mut replica = LocalPostgres {
-            bin_dir: self.bin_dir.clone(),
-            run_as,
-            port: 0,
-            postmaster: None,
-            watchdog: None,
-            dir,
-        };
-        replica.watchdog = Some(spawn_watchdog(replica.dir.path(), &replica.data_dir())?);
+        let mut replica = LocalPostgres::empty("pgpool-rs-pg-replica-", self.bin_dir.clone())?;
         let out = replica
             .run_as
             .command(&replica.bin("pg_basebackup"), replica.dir.path())
