@@ -116,7 +116,7 @@ fn uncontended(c: &mut Criterion) {
         let p = &pool;
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.to_async(&rt).iter(|| async move {
-                let co = p.checkout().await.unwrap();
+                let co = p.checkout(std::time::Instant::now()).await.unwrap();
                 co.release(Release::Clean);
             })
         });
@@ -143,7 +143,8 @@ fn contended(c: &mut Criterion) {
                             let pool = pool.clone();
                             tokio::spawn(async move {
                                 for _ in 0..n {
-                                    let co = pool.checkout().await.unwrap();
+                                    let co =
+                                        pool.checkout(std::time::Instant::now()).await.unwrap();
                                     tokio::task::yield_now().await;
                                     co.release(Release::Clean);
                                 }

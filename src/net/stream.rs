@@ -1,11 +1,11 @@
 //! The client connection's byte stream. An enum rather than a generic so the
 //! session code is compiled once: plain TCP, or TLS (see `net::tls`).
 //!
-//! TLS and readiness: the session waits for an idle client with [`ClientStream::readable`]
+//! TLS and readiness: the session waits for an idle client with [`ClientStream::poll_readable`]
 //! instead of a read, so an idle client holds no read buffer. Under TLS, socket readiness
 //! alone is not enough: rustls may already hold decrypted bytes (a client that pipelined
 //! its next transaction behind the last one, read in the same TLS record or socket read),
-//! and the socket will not become readable again for them. So `readable` first asks rustls
+//! and the socket will not become readable again for them. So `poll_readable` first asks rustls
 //! (`wants_read() == false` means plaintext is buffered, or the peer sent close_notify —
 //! either way a read completes at once) and only then waits on the socket. Undecrypted
 //! bytes rustls read ahead are a partial record that needs more socket data anyway.
@@ -36,19 +36,21 @@ pub enum ClientStream {
 }
 
 impl ClientStream {
-    /// Waits until a read would make progress, without buffering anything:
-    /// an idle client costs no read buffer. See the module doc for TLS.
-    pub async fn readable(&self) -> io::Result<()> {
+    /// Ready when a read would make progress, without buffering anything: an
+    /// idle client costs no read buffer. See the module doc for TLS. Registers
+    /// the task's waker in the socket's own slot (no registration list entry
+    /// to add and remove per wait).
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            ClientStream::Plain(s) => s.readable().await,
+            ClientStream::Plain(s) => s.poll_read_ready(cx),
             ClientStream::Tls(t) => {
                 let (tcp, conn) = t.stream.get_ref();
                 if !conn.wants_read() {
-                    return Ok(());
+                    return Poll::Ready(Ok(()));
                 }
-                tcp.readable().await
+                tcp.poll_read_ready(cx)
             }
-            ClientStream::Closed => Ok(()),
+            ClientStream::Closed => Poll::Ready(Ok(())),
         }
     }
 

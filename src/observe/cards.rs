@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Where a client is in its transaction cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub struct ClientInfo {
 pub struct ClientCard {
     info: OnceLock<ClientInfo>,
     phase: AtomicU8,
-    /// Start of the current or last request, µs since the Unix epoch.
+    /// Start of the current or last request ([`super::clock`] µs; 0: none yet).
     request_at_us: AtomicU64,
     prepared: AtomicU32,
     /// Set when the client must close at its next idle moment (shutdown,
@@ -71,9 +71,10 @@ impl ClientCard {
         self.info.get()
     }
 
-    /// A transaction's first message arrived: waiting for a server.
-    pub fn waiting(&self) {
-        self.request_at_us.store(now_us(), Relaxed);
+    /// A transaction's first message arrived at `at`: waiting for a server.
+    pub fn waiting(&self, at: Instant) {
+        self.request_at_us
+            .store(super::clock::micros_since_base(at), Relaxed);
         self.phase.store(ClientPhase::Waiting as u8, Relaxed);
     }
 
@@ -102,7 +103,7 @@ impl ClientCard {
     pub fn request_time(&self) -> SystemTime {
         match self.request_at_us.load(Relaxed) {
             0 => self.info().map_or(UNIX_EPOCH, |i| i.connected),
-            us => UNIX_EPOCH + std::time::Duration::from_micros(us),
+            us => super::clock::wall_time(us),
         }
     }
 
@@ -125,12 +126,6 @@ pub struct ServerCard {
     pub local: Option<SocketAddr>,
     /// Login time.
     pub connected: SystemTime,
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// `2026-11-26 13:16:19 UTC`, as PgBouncer prints times.
@@ -179,7 +174,7 @@ mod tests {
     fn phases_cycle() {
         let card = ClientCard::default();
         assert_eq!(card.phase(), ClientPhase::Idle);
-        card.waiting();
+        card.waiting(Instant::now());
         assert_eq!(card.phase(), ClientPhase::Waiting);
         assert!(card.request_time() > UNIX_EPOCH);
         card.active();

@@ -2,6 +2,7 @@
 //! that the admin console, `/metrics` and tests read.
 
 pub mod cards;
+pub mod clock;
 pub mod stats;
 
 pub use stats::{GlobalStats, PoolStats};

@@ -3,7 +3,7 @@
 //! connection on in an unknown state: unused ones go back, used ones close.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::pool::Pool;
 use crate::server::ServerConn;
@@ -29,23 +29,32 @@ pub struct Checkout {
     pool: Option<Arc<Pool>>,
     conn: Option<Box<ServerConn>>,
     used: bool,
+    /// When the connection was handed over.
+    at: Instant,
 }
 
 impl Checkout {
-    pub(super) fn new(pool: Arc<Pool>, conn: Box<ServerConn>) -> Self {
+    pub(super) fn new(pool: Arc<Pool>, conn: Box<ServerConn>, at: Instant) -> Self {
         Checkout {
             pool: Some(pool),
             conn: Some(conn),
             used: false,
+            at,
         }
     }
 
-    pub(super) fn detached(conn: Box<ServerConn>) -> Self {
+    pub(super) fn detached(conn: Box<ServerConn>, at: Instant) -> Self {
         Checkout {
             pool: None,
             conn: Some(conn),
             used: false,
+            at,
         }
+    }
+
+    /// When the connection was handed over (the start of the transaction).
+    pub fn handed_over_at(&self) -> Instant {
+        self.at
     }
 
     /// Takes the connection out without returning it anywhere.
@@ -69,12 +78,17 @@ impl Checkout {
 
     /// Hands the connection back, resetting it first (in a background task,
     /// so the releasing client does not wait) when it is dirty.
-    pub fn release(mut self, how: Release) {
+    pub fn release(self, how: Release) {
+        self.release_at(how, Instant::now());
+    }
+
+    /// [`Self::release`] by a caller that read the clock at `now`.
+    pub fn release_at(mut self, how: Release, now: Instant) {
         let (Some(pool), Some(conn)) = (self.pool.take(), self.conn.take()) else {
             return;
         };
         match how {
-            Release::Clean => pool.checkin(conn),
+            Release::Clean => pool.checkin_at(conn, now),
             Release::Close => pool.forget(conn, false),
             Release::Dirty | Release::Sequences => {
                 let mut query = pool.settings().reset_query.clone();

@@ -225,9 +225,12 @@ impl Pool {
     }
 
     /// Waits for a connection: an idle one at once, otherwise in FIFO order
-    /// behind earlier waiters, up to `query_wait_timeout`.
-    pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
+    /// behind earlier waiters, up to `query_wait_timeout`. `asked` is when the
+    /// client asked (the caller's clock reading, reused so the transaction
+    /// path reads the clock as few times as it can).
+    pub async fn checkout(&self, asked: Instant) -> Result<Checkout, CheckoutError> {
         let settings = self.settings();
+        let mut now = asked;
         loop {
             if self.is_closed() {
                 return Err(CheckoutError::Closed(self.key.database.clone()));
@@ -243,10 +246,7 @@ impl Pool {
                 }
                 .unwrap_or_else(|| {
                     let (tx, rx) = oneshot::channel();
-                    st.waiters.push_back(Waiter {
-                        tx,
-                        since: Instant::now(),
-                    });
+                    st.waiters.push_back(Waiter { tx, since: now });
                     self.stats.waiting_started();
                     self.grow_locked(&mut st, &settings);
                     Err(rx)
@@ -254,23 +254,25 @@ impl Pool {
             };
             let rx = match taken {
                 Ok(conn) => {
-                    if let Some(conn) = self.vet_idle(conn, &settings).await {
-                        return Ok(self.guard(conn));
+                    if let Some(conn) = self.vet_idle(conn, &settings, now).await {
+                        return Ok(self.guard(conn, now));
                     }
                     continue;
                 }
                 Err(rx) => rx,
             };
-            let waited = Instant::now();
             let result = rx.await.ok();
-            self.stats.waiting_ended(waited.elapsed());
+            let waited = now;
+            now = Instant::now();
+            self.stats
+                .waiting_ended(now.saturating_duration_since(waited));
             match result {
                 Some(Ok(guard)) => {
                     let Some(conn) = guard.into_conn() else {
                         continue;
                     };
-                    if let Some(conn) = self.vet_idle(conn, &settings).await {
-                        return Ok(self.guard(conn));
+                    if let Some(conn) = self.vet_idle(conn, &settings, now).await {
+                        return Ok(self.guard(conn, now));
                     }
                 }
                 Some(Err(e)) => return Err(e),
@@ -279,11 +281,11 @@ impl Pool {
         }
     }
 
-    fn guard(&self, conn: Box<ServerConn>) -> Checkout {
+    fn guard(&self, conn: Box<ServerConn>, at: Instant) -> Checkout {
         match self.me.upgrade() {
-            Some(pool) => Checkout::new(pool, conn),
+            Some(pool) => Checkout::new(pool, conn, at),
             // Unreachable while `&self` is alive through an Arc.
-            None => Checkout::detached(conn),
+            None => Checkout::detached(conn, at),
         }
     }
 
@@ -293,8 +295,8 @@ impl Pool {
         &self,
         mut conn: Box<ServerConn>,
         s: &PoolSettings,
+        now: Instant,
     ) -> Option<Box<ServerConn>> {
-        let now = Instant::now();
         if !conn.is_healthy_when_idle() || expired(&conn, s, now) {
             self.forget(conn, false);
             return None;
@@ -410,9 +412,13 @@ impl Pool {
 
     /// Returns a clean connection: to the first live waiter, else to the idle
     /// stack; closes it instead if the pool shrank, closed or it expired.
-    pub fn checkin(&self, mut conn: Box<ServerConn>) {
+    pub fn checkin(&self, conn: Box<ServerConn>) {
+        self.checkin_at(conn, Instant::now());
+    }
+
+    /// [`Self::checkin`] of a connection last used at `now`.
+    pub fn checkin_at(&self, mut conn: Box<ServerConn>, now: Instant) {
         let s = self.settings();
-        let now = Instant::now();
         conn.last_used = now;
         let mut st = self.lock();
         if self.is_closed()
@@ -427,7 +433,7 @@ impl Pool {
             return;
         }
         while let Some(w) = st.waiters.pop_front() {
-            match w.tx.send(Ok(self.guard(conn))) {
+            match w.tx.send(Ok(self.guard(conn, now))) {
                 Ok(()) => return,
                 Err(Ok(guard)) => match guard.into_conn() {
                     Some(c) => conn = c,

@@ -9,10 +9,15 @@ pub mod relay;
 pub mod startup;
 pub mod throttle;
 
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::app::Shared;
@@ -117,18 +122,33 @@ impl Session {
     async fn serve(&mut self) -> Result<(), ClientError> {
         let pool = self.login.pool.clone();
         let session_mode = pool.settings().mode == PoolMode::Session;
+        // Registered once for the whole session: a shutdown or KILL sets the
+        // card's `closing` flag, then wakes this task through it, and the
+        // idle waits check the flag. (Registering per transaction would take
+        // the Notify's lock twice each time.)
+        let slot = self.login.cancel_slot.clone();
+        let mut kill = pin!(slot.kill.notified());
+        poll_fn(|cx| {
+            let _ = kill.as_mut().poll(cx);
+            Poll::Ready(())
+        })
+        .await;
         loop {
             if !self.wait_for_message().await? {
                 return Ok(());
             }
             let card = &self.login.cancel_slot.card;
-            if card.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            if card.closing.load(Ordering::Relaxed) {
                 return Err(shutting_down());
             }
-            card.waiting();
-            let mut co = pool.checkout().await.map_err(checkout_error)?;
+            let asked = Instant::now();
+            card.waiting(asked);
+            let mut co = pool.checkout(asked).await.map_err(checkout_error)?;
             self.login.cancel_slot.card.active();
             let done = self.transaction(&pool, &mut co, !session_mode).await;
+            let ended = Instant::now();
+            pool.stats
+                .add_xact_time(ended.saturating_duration_since(co.handed_over_at()));
             let cancelled = self.login.cancel_slot.release();
             let (release, result) = match done {
                 Ok(Outcome::Idle) => {
@@ -164,7 +184,7 @@ impl Session {
                 }
                 Err(e) => (Release::Close, Err(e)),
             };
-            co.release(if cancelled { Release::Close } else { release });
+            co.release_at(if cancelled { Release::Close } else { release }, ended);
             self.login.cancel_slot.card.idle(self.statements.len());
             // Keep the small first buffer between transactions (no allocation
             // per transaction); give back one that grew for a large message.
@@ -180,8 +200,10 @@ impl Session {
     }
 
     /// Waits until a whole message header is buffered. False when the client
-    /// closed or sent Terminate.
+    /// closed or sent Terminate; an error when the client must close
+    /// (`closing` was set: shutdown or KILL).
     async fn wait_for_message(&mut self) -> Result<bool, ClientError> {
+        let closing = &self.login.cancel_slot.card.closing;
         loop {
             match read_header(&self.cbuf) {
                 Ok(Some(h)) if h.tag == ftag::TERMINATE => return Ok(false),
@@ -195,25 +217,31 @@ impl Session {
                 }
             }
             if self.cbuf.is_empty() {
-                tokio::select! {
-                    biased;
-                    r = self.client.readable() => r.map_err(|_| closed())?,
-                    _ = self.login.cancel_slot.kill.notified() => return Err(shutting_down()),
-                }
+                let client = &self.client;
+                poll_fn(|cx| {
+                    if closing.load(Ordering::Relaxed) {
+                        return Poll::Ready(Err(shutting_down()));
+                    }
+                    client.poll_readable(cx).map_err(|_| closed())
+                })
+                .await?;
             }
             if self.cbuf.capacity() - self.cbuf.len() < relay::CLIENT_BUF_FIRST / 2 {
                 self.cbuf.reserve(relay::CLIENT_BUF_FIRST);
             }
             // Under TLS, readiness may mean only part of a record has
             // arrived; a shutdown must not wait for the rest.
-            let read = tokio::select! {
-                biased;
-                r = self.client.read_buf(&mut self.cbuf) => r,
-                _ = self.login.cancel_slot.kill.notified() => return Err(shutting_down()),
-            };
-            match read {
-                Ok(0) | Err(_) => return Ok(false),
-                Ok(_) => {}
+            let (client, cbuf) = (&mut self.client, &mut self.cbuf);
+            let read = poll_fn(|cx| {
+                if closing.load(Ordering::Relaxed) {
+                    return Poll::Ready(Err(shutting_down()));
+                }
+                tokio_util::io::poll_read_buf(Pin::new(&mut *client), cx, &mut *cbuf)
+                    .map(|r| Ok(r.unwrap_or(0)))
+            })
+            .await?;
+            if read == 0 {
+                return Ok(false);
             }
         }
     }
@@ -255,9 +283,7 @@ impl Session {
             expect: &mut self.expect,
         };
         let mut relay = Relay::new(client, conn, release_on_idle, max_prepared);
-        let held = std::time::Instant::now();
         let outcome = relay.run().await;
-        pool.stats.add_xact_time(held.elapsed());
         let counts = relay.counts;
         let xacts = u64::from(matches!(outcome, Ok(Outcome::Idle)));
         pool.stats.add_traffic(

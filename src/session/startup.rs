@@ -224,7 +224,10 @@ async fn login_inner(
         None => {
             // First login for this pool: learn the server's parameters (and
             // prove the credentials work) from a real connection.
-            let co = pool.checkout().await.map_err(super::checkout_error)?;
+            let co = pool
+                .checkout(std::time::Instant::now())
+                .await
+                .map_err(super::checkout_error)?;
             co.release(Release::Clean);
             pool.welcome().unwrap_or_default()
         }

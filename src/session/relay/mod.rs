@@ -222,21 +222,30 @@ impl<'a> Relay<'a> {
     }
 
     fn poll_relay(&mut self, cx: &mut Context<'_>) -> Poll<Result<Outcome, RelayError>> {
+        // An operation that returned Pending has registered this task's waker
+        // and is not tried again in this call: nothing can have changed for it
+        // without a wake-up, and each retry would re-register (a lock in the
+        // reactor) for nothing.
+        let mut blocked = Blocked::default();
         loop {
             let mut progress = false;
 
             // Client → server.
             if !self.server.out.is_empty() {
-                match Pin::new(&mut self.server.stream).poll_write(cx, &self.server.out) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                        self.server_eof = true;
-                        return Poll::Ready(Ok(Outcome::ServerGone { told_client: false }));
+                if blocked.server_write {
+                    // Waiting for the server's socket to drain.
+                } else {
+                    match Pin::new(&mut self.server.stream).poll_write(cx, &self.server.out) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                            self.server_eof = true;
+                            return Poll::Ready(Ok(Outcome::ServerGone { told_client: false }));
+                        }
+                        Poll::Ready(Ok(n)) => {
+                            self.server.out.advance(n);
+                            progress = true;
+                        }
+                        Poll::Pending => blocked.server_write = true,
                     }
-                    Poll::Ready(Ok(n)) => {
-                        self.server.out.advance(n);
-                        progress = true;
-                    }
-                    Poll::Pending => {}
                 }
             } else if self.client_terminated || self.client_eof {
                 let clean = self.server_clean() && self.s_ready == 0 && self.c_skip == 0;
@@ -248,7 +257,7 @@ impl<'a> Relay<'a> {
                     self.scan_client()?;
                     progress = true;
                 }
-            } else {
+            } else if !blocked.client_read {
                 match poll_read_into(self.client.stream, cx, self.client.buf) {
                     Poll::Ready(Ok(0)) => {
                         self.client_eof = true;
@@ -260,7 +269,7 @@ impl<'a> Relay<'a> {
                         progress = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(RelayError::ClientIo(e))),
-                    Poll::Pending => {}
+                    Poll::Pending => blocked.client_read = true,
                 }
             }
             if self.server.out.is_empty() {
@@ -273,21 +282,25 @@ impl<'a> Relay<'a> {
 
             // Server → client.
             if self.s_ready > 0 {
-                let ready = &self.server.buf[..self.s_ready];
-                match Pin::new(&mut *self.client.stream).poll_write(cx, ready) {
-                    Poll::Ready(Ok(0)) => {
-                        self.client_eof = true;
-                        return Poll::Ready(Ok(Outcome::ClientGone {
-                            server_clean: false,
-                        }));
+                if blocked.client_write {
+                    // Waiting for the client's socket to drain.
+                } else {
+                    let ready = &self.server.buf[..self.s_ready];
+                    match Pin::new(&mut *self.client.stream).poll_write(cx, ready) {
+                        Poll::Ready(Ok(0)) => {
+                            self.client_eof = true;
+                            return Poll::Ready(Ok(Outcome::ClientGone {
+                                server_clean: false,
+                            }));
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(RelayError::ClientIo(e))),
+                        Poll::Ready(Ok(n)) => {
+                            self.server.buf.advance(n);
+                            self.s_ready -= n;
+                            progress = true;
+                        }
+                        Poll::Pending => blocked.client_write = true,
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(RelayError::ClientIo(e))),
-                    Poll::Ready(Ok(n)) => {
-                        self.server.buf.advance(n);
-                        self.s_ready -= n;
-                        progress = true;
-                    }
-                    Poll::Pending => {}
                 }
             } else if !self.client_flushed(cx)? {
                 // TLS: the client's last bytes are still inside rustls; the flush
@@ -304,7 +317,7 @@ impl<'a> Relay<'a> {
                 {
                     return Poll::Ready(Ok(Outcome::Idle));
                 }
-            } else {
+            } else if !blocked.server_read {
                 match poll_read_into(&mut self.server.stream, cx, &mut self.server.buf) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                         self.server_eof = true;
@@ -315,7 +328,7 @@ impl<'a> Relay<'a> {
                         self.scan_server().map_err(RelayError::ServerProtocol)?;
                         progress = true;
                     }
-                    Poll::Pending => {}
+                    Poll::Pending => blocked.server_read = true,
                 }
             }
 
@@ -324,6 +337,15 @@ impl<'a> Relay<'a> {
             }
         }
     }
+}
+
+/// The socket operations that returned Pending during one `poll_relay` call.
+#[derive(Default)]
+struct Blocked {
+    client_read: bool,
+    client_write: bool,
+    server_read: bool,
+    server_write: bool,
 }
 
 impl Relay<'_> {
