@@ -25,7 +25,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use pgpool_rs::config::PoolMode;
 use pgpool_rs::pool::checkout::Release;
 use pgpool_rs::pool::db_limit::DbLimit;
-use pgpool_rs::pool::{Pool, PoolKey, PoolSettings};
+use pgpool_rs::pool::{Pool, PoolKey, PoolSettings, WaitSlot};
 use pgpool_rs::server::{ConnectTarget, ServerConn, ServerCredential};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::{Builder, Runtime};
@@ -114,9 +114,10 @@ fn uncontended(c: &mut Criterion) {
     for (name, rt) in runtimes() {
         let (pool, peers) = loopback_pool(&rt, POOL_SIZE);
         let p = &pool;
+        let slot = &WaitSlot::new();
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.to_async(&rt).iter(|| async move {
-                let co = p.checkout(std::time::Instant::now()).await.unwrap();
+                let co = p.checkout(std::time::Instant::now(), slot).await.unwrap();
                 co.release(Release::Clean);
             })
         });
@@ -142,9 +143,12 @@ fn contended(c: &mut Criterion) {
                             let n = iters / TASKS + u64::from(i < iters % TASKS);
                             let pool = pool.clone();
                             tokio::spawn(async move {
+                                let slot = WaitSlot::new();
                                 for _ in 0..n {
-                                    let co =
-                                        pool.checkout(std::time::Instant::now()).await.unwrap();
+                                    let co = pool
+                                        .checkout(std::time::Instant::now(), &slot)
+                                        .await
+                                        .unwrap();
                                     tokio::task::yield_now().await;
                                     co.release(Release::Clean);
                                 }

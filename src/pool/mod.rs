@@ -6,11 +6,13 @@
 pub mod checkout;
 pub mod connect;
 pub mod db_limit;
+pub mod handoff;
 pub mod maintain;
 #[allow(clippy::module_inception)]
 pub mod pool;
 pub mod registry;
 
 pub use checkout::Checkout;
+pub use handoff::WaitSlot;
 pub use pool::{CheckoutError, Pool, PoolKey, PoolSettings};
 pub use registry::Registry;

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::sync::oneshot;
 
 use super::checkout::Checkout;
 use super::db_limit::DbLimit;
+use super::handoff::{Delivery, WaitSlot};
 use crate::config::PoolMode;
 use crate::observe::cards::ServerCard;
 use crate::observe::stats::PoolStats;
@@ -94,8 +94,39 @@ pub type Welcome = Arc<Vec<(String, String)>>;
 /// maintenance task, so waiting arms no timer per transaction.
 #[derive(Debug)]
 struct Waiter {
-    tx: oneshot::Sender<Result<Checkout, CheckoutError>>,
+    slot: Arc<WaitSlot>,
+    ticket: u64,
     since: Instant,
+}
+
+impl Waiter {
+    /// False once the client stopped waiting (served or gone).
+    fn is_live(&self) -> bool {
+        self.slot.is_waiting(self.ticket)
+    }
+
+    fn deliver(&self, value: Delivery) -> Result<(), Delivery> {
+        self.slot.deliver(self.ticket, value)
+    }
+}
+
+/// Ends a wait that is dropped before it was served: the slot refuses later
+/// deliveries, and a connection delivered in between goes back to the pool.
+struct WaitGuard<'a> {
+    slot: &'a WaitSlot,
+    stats: &'a PoolStats,
+    since: Instant,
+    done: bool,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.stats.waiting_ended(self.since.elapsed());
+            // Dropped outside the slot's lock: a Checkout returns to its pool.
+            drop(self.slot.abandon());
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -198,8 +229,7 @@ impl Pool {
             )
         };
         for w in waiters {
-            let _ =
-                w.tx.send(Err(CheckoutError::Closed(self.key.database.clone())));
+            let _ = w.deliver(Err(CheckoutError::Closed(self.key.database.clone())));
         }
         idle.into_iter()
             .filter_map(|conn| self.forget_with_goodbye(conn, true))
@@ -227,56 +257,66 @@ impl Pool {
     /// Waits for a connection: an idle one at once, otherwise in FIFO order
     /// behind earlier waiters, up to `query_wait_timeout`. `asked` is when the
     /// client asked (the caller's clock reading, reused so the transaction
-    /// path reads the clock as few times as it can).
-    pub async fn checkout(&self, asked: Instant) -> Result<Checkout, CheckoutError> {
+    /// path reads the clock as few times as it can); `slot` is the client's
+    /// place to be handed a connection.
+    pub async fn checkout(
+        &self,
+        asked: Instant,
+        slot: &Arc<WaitSlot>,
+    ) -> Result<Checkout, CheckoutError> {
         let settings = self.settings();
         let mut now = asked;
         loop {
             if self.is_closed() {
                 return Err(CheckoutError::Closed(self.key.database.clone()));
             }
-            let taken = {
+            let mut leftover = None;
+            let idle = {
                 let mut st = self.lock();
                 // Invariant: idle connections exist only while no client waits
                 // (checkin serves waiters first), so no pruning is needed here.
-                if st.waiters.is_empty() && !self.is_paused() {
-                    st.idle.pop().map(Ok)
+                let idle = if st.waiters.is_empty() && !self.is_paused() {
+                    st.idle.pop()
                 } else {
                     None
-                }
-                .unwrap_or_else(|| {
-                    let (tx, rx) = oneshot::channel();
-                    st.waiters.push_back(Waiter { tx, since: now });
+                };
+                if idle.is_none() {
+                    let (ticket, stale) = slot.begin();
+                    leftover = stale;
+                    st.waiters.push_back(Waiter {
+                        slot: slot.clone(),
+                        ticket,
+                        since: now,
+                    });
                     self.stats.waiting_started();
                     self.grow_locked(&mut st, &settings);
-                    Err(rx)
-                })
-            };
-            let rx = match taken {
-                Ok(conn) => {
-                    if let Some(conn) = self.vet_idle(conn, &settings, now).await {
-                        return Ok(self.guard(conn, now));
-                    }
-                    continue;
                 }
-                Err(rx) => rx,
+                idle
             };
-            let result = rx.await.ok();
+            drop(leftover);
+            if let Some(conn) = idle {
+                if let Some(conn) = self.vet_idle(conn, &settings, now).await {
+                    return Ok(self.guard(conn, now));
+                }
+                continue;
+            }
+            let mut wait = WaitGuard {
+                slot,
+                stats: &self.stats,
+                since: now,
+                done: false,
+            };
+            let result = std::future::poll_fn(|cx| slot.poll_take(cx)).await;
+            wait.done = true;
             let waited = now;
             now = Instant::now();
             self.stats
                 .waiting_ended(now.saturating_duration_since(waited));
-            match result {
-                Some(Ok(guard)) => {
-                    let Some(conn) = guard.into_conn() else {
-                        continue;
-                    };
-                    if let Some(conn) = self.vet_idle(conn, &settings, now).await {
-                        return Ok(self.guard(conn, now));
-                    }
-                }
-                Some(Err(e)) => return Err(e),
-                None => return Err(CheckoutError::Closed(self.key.database.clone())),
+            let Some(conn) = result?.into_conn() else {
+                continue;
+            };
+            if let Some(conn) = self.vet_idle(conn, &settings, now).await {
+                return Ok(self.guard(conn, now));
             }
         }
     }
@@ -390,7 +430,7 @@ impl Pool {
                 self.db.release();
                 let e = CheckoutError::Connect(Arc::new(e));
                 for w in waiters {
-                    let _ = w.tx.send(Err(e.clone()));
+                    let _ = w.deliver(Err(e.clone()));
                 }
             }
         }
@@ -433,7 +473,7 @@ impl Pool {
             return;
         }
         while let Some(w) = st.waiters.pop_front() {
-            match w.tx.send(Ok(self.guard(conn, now))) {
+            match w.deliver(Ok(self.guard(conn, now))) {
                 Ok(()) => return,
                 Err(Ok(guard)) => match guard.into_conn() {
                     Some(c) => conn = c,
@@ -514,7 +554,7 @@ impl Pool {
             while st
                 .waiters
                 .front()
-                .is_some_and(|w| w.since.elapsed() >= timeout || w.tx.is_closed())
+                .is_some_and(|w| w.since.elapsed() >= timeout || !w.is_live())
             {
                 if let Some(w) = st.waiters.pop_front() {
                     expired.push(w);
@@ -524,7 +564,7 @@ impl Pool {
         };
         for w in expired {
             let e = CheckoutError::WaitTimeout(timeout.as_secs(), last_failure.clone());
-            if w.tx.send(Err(e)).is_ok() {
+            if w.deliver(Err(e)).is_ok() {
                 self.stats.wait_timeouts.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -612,7 +652,7 @@ impl Pool {
         let st = self.lock();
         st.waiters
             .iter()
-            .find(|w| !w.tx.is_closed())
+            .find(|w| w.is_live())
             .map_or(Duration::ZERO, |w| w.since.elapsed())
     }
 
@@ -623,7 +663,7 @@ impl Pool {
             idle: st.idle.len() as u32,
             open: st.open,
             connecting: st.connecting,
-            waiting: st.waiters.iter().filter(|w| !w.tx.is_closed()).count() as u32,
+            waiting: st.waiters.iter().filter(|w| w.is_live()).count() as u32,
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::error::{sqlstate, ClientError};
 use crate::net::ClientStream;
 use crate::observe::cards::ClientInfo;
 use crate::pool::checkout::Release;
-use crate::pool::{Checkout, CheckoutError, Pool};
+use crate::pool::{Checkout, CheckoutError, Pool, WaitSlot};
 use crate::protocol::frame::read_header;
 use crate::protocol::frontend::tag as ftag;
 use crate::server::params::ParamSet;
@@ -41,11 +41,13 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
     let peer = stream.peer_addr().ok();
     let local = stream.local_addr().ok();
     let mut client = ClientStream::Plain(stream);
-    let login = match startup::login(&mut client, &shared, peer).await {
+    // Boxed: the login's state (SCRAM, TLS handshake) is large and needed
+    // once; inline it would stay in every client's task for its whole life.
+    let login = match Box::pin(startup::login(&mut client, &shared, peer)).await {
         Ok(Some(startup::Admitted::Pool(login))) => login,
         Ok(Some(startup::Admitted::Console(access))) => {
             tracing::info!(client = ?peer, ?access, "admin console login");
-            if let Err(e) = crate::admin::serve(&mut client, &shared, access).await {
+            if let Err(e) = Box::pin(crate::admin::serve(&mut client, &shared, access)).await {
                 send_error(&mut client, &e).await;
             }
             return;
@@ -79,6 +81,7 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
         cbuf: BytesMut::new(),
         statements: ClientStatements::default(),
         expect: ExpectQueue::default(),
+        wait_slot: WaitSlot::new(),
     };
     let pool_stats = session.login.pool.clone();
     pool_stats.stats.client_joined();
@@ -116,6 +119,8 @@ struct Session {
     statements: ClientStatements,
     /// Replies expected from the server, reused across transactions.
     expect: ExpectQueue,
+    /// Where the pool hands this client a connection when it had to wait.
+    wait_slot: Arc<WaitSlot>,
 }
 
 impl Session {
@@ -143,7 +148,10 @@ impl Session {
             }
             let asked = Instant::now();
             card.waiting(asked);
-            let mut co = pool.checkout(asked).await.map_err(checkout_error)?;
+            let mut co = pool
+                .checkout(asked, &self.wait_slot)
+                .await
+                .map_err(checkout_error)?;
             self.login.cancel_slot.card.active();
             let done = self.transaction(&pool, &mut co, !session_mode).await;
             let ended = Instant::now();

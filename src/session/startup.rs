@@ -225,7 +225,7 @@ async fn login_inner(
             // First login for this pool: learn the server's parameters (and
             // prove the credentials work) from a real connection.
             let co = pool
-                .checkout(std::time::Instant::now())
+                .checkout(std::time::Instant::now(), &crate::pool::WaitSlot::new())
                 .await
                 .map_err(super::checkout_error)?;
             co.release(Release::Clean);
