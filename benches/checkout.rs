@@ -49,6 +49,11 @@ fn settings(size: u32) -> PoolSettings {
         idle_timeout: long,
         lifetime: long,
         query_wait_timeout: Duration::from_secs(60),
+        query_timeout: Duration::ZERO,
+        reserve_size: 0,
+        reserve_timeout: Duration::ZERO,
+        idle_transaction_timeout: Duration::ZERO,
+        client_idle_timeout: Duration::ZERO,
         // Never used: the pool is full from the start.
         target: ConnectTarget {
             host: "127.0.0.1".into(),

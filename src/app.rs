@@ -217,6 +217,8 @@ impl Shared {
         let hosts = self.host_set(db, pool_cfg);
         Some(PoolSettings {
             size: db.effective_pool_size(pool_cfg),
+            reserve_size: pool_cfg.reserve_pool_size,
+            reserve_timeout: pool_cfg.reserve_pool_timeout,
             min_size: db.effective_min_pool_size(pool_cfg),
             mode: db.effective_pool_mode(pool_cfg),
             reset_query: pool_cfg.server_reset_query.clone(),
@@ -226,6 +228,9 @@ impl Shared {
             idle_timeout: pool_cfg.server_idle_timeout,
             lifetime: pool_cfg.server_lifetime,
             query_wait_timeout: pool_cfg.query_wait_timeout,
+            query_timeout: pool_cfg.query_timeout,
+            idle_transaction_timeout: pool_cfg.idle_transaction_timeout,
+            client_idle_timeout: pool_cfg.client_idle_timeout,
             target: ConnectTarget {
                 host: host.host.clone(),
                 port: host.port,

@@ -59,6 +59,10 @@ pub mod sqlstate {
     pub const QUERY_CANCELED: &str = "57014";
     /// admin_shutdown
     pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// idle_session_timeout (PostgreSQL 14+): `client_idle_timeout`.
+    pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+    /// idle_in_transaction_session_timeout: `idle_transaction_timeout`.
+    pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
     /// feature_not_supported
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     /// program_limit_exceeded: a fixed per-connection limit was reached.

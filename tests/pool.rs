@@ -1,6 +1,6 @@
 //! Pool behaviour seen from the server and from waiting clients: min_pool_size,
-//! server_idle_timeout, server_lifetime, query_wait_timeout, FIFO waiters,
-//! max_db_connections across users, and dead idle connections.
+//! server_idle_timeout, server_lifetime, query_wait_timeout, the reserve pool, FIFO
+//! waiters, max_db_connections across users, and dead idle connections.
 //!
 //! Tests that count server connections use a role of their own (the cluster is shared).
 
@@ -118,6 +118,61 @@ async fn query_wait_timeout_fails_the_waiting_client() {
     // The holder was not affected.
     holder.batch_execute("COMMIT").await.unwrap();
     assert_eq!(simple_value(&holder, "SELECT 3").await, "3");
+}
+
+#[tokio::test]
+async fn reserve_pool_serves_a_client_that_waited_reserve_pool_timeout() {
+    let pg = cluster();
+    let password = create_role(pg, "reserve");
+    let pooler = Pooler::builder(pg)
+        .userlist_line(&userlist_entry("reserve"))
+        .set("databases.app.pool_size", "1")
+        .set("pool.reserve_pool_size", "1")
+        .set("pool.reserve_pool_timeout_ms", "400")
+        .set("pool.query_wait_timeout", "10")
+        .start();
+    let holder = pooler.connect("app", "reserve", &password).await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    simple_value(&holder, "SELECT 1").await;
+
+    // The pool's one connection is held: the waiter gets the reserve connection
+    // once it has waited reserve_pool_timeout, not before, and not query_wait_timeout.
+    let waiter = pooler.connect("app", "reserve", &password).await;
+    let started = Instant::now();
+    waiter.batch_execute("BEGIN").await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(380) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    assert_eq!(simple_value(&waiter, "SELECT 2").await, "2");
+    assert_eq!(server_conn_count(pg, "app", "reserve").await, 2);
+    // No more than the reserve: a third client waits for a released connection.
+    let third = pooler.connect("app", "reserve", &password).await;
+    let third_query = tokio::spawn(async move {
+        let started = Instant::now();
+        let v = simple_value(&third, "SELECT 3").await;
+        (v, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(server_conn_count(pg, "app", "reserve").await, 2);
+    holder.batch_execute("COMMIT").await.unwrap();
+    let (v, waited) = third_query.await.unwrap();
+    assert_eq!(v, "3");
+    assert!(waited >= Duration::from_millis(800), "{waited:?}");
+    // Released with nobody waiting, the connection beyond pool_size closes
+    // (PgBouncer keeps it until server_idle_timeout).
+    waiter.batch_execute("COMMIT").await.unwrap();
+    if PoolerKind::is_pgbouncer() {
+        return;
+    }
+    wait_until(
+        Duration::from_secs(5),
+        "the reserve connection to close",
+        || async { server_conn_count(pg, "app", "reserve").await == 1 },
+    )
+    .await;
+    assert_eq!(simple_value(&waiter, "SELECT 4").await, "4");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,11 @@ pub struct PoolKey {
 pub struct PoolSettings {
     /// Maximum server connections.
     pub size: u32,
+    /// Connections allowed beyond `size` once the longest-waiting client has
+    /// waited `reserve_timeout` (0 = none).
+    pub reserve_size: u32,
+    /// How long a client waits before the reserve may be used.
+    pub reserve_timeout: Duration,
     /// Connections kept open even when idle.
     pub min_size: u32,
     /// Transaction or session pooling.
@@ -53,6 +58,14 @@ pub struct PoolSettings {
     pub lifetime: Duration,
     /// How long a client waits for a connection (0 = forever).
     pub query_wait_timeout: Duration,
+    /// Replies to a query outstanding this long end the client and close
+    /// the server connection (0 = off).
+    pub query_timeout: Duration,
+    /// A client silent this long inside a transaction is closed, and so is
+    /// its server connection (0 = off).
+    pub idle_transaction_timeout: Duration,
+    /// A client silent this long between transactions is closed (0 = off).
+    pub client_idle_timeout: Duration,
     /// Where and how to connect (`target.host`/`port`: the first host, for
     /// messages; connections go where `hosts` says).
     pub target: ConnectTarget,
@@ -365,7 +378,7 @@ impl Pool {
     fn grow_locked(&self, st: &mut State, s: &PoolSettings) {
         let waiting = st.waiters.len() as u32;
         if st.connecting >= waiting
-            || st.open >= s.size
+            || st.open >= allowed_open(st, s)
             || self.is_paused()
             || st.last_failure.is_some() && st.connecting > 0
         {
@@ -463,7 +476,7 @@ impl Pool {
         let mut st = self.lock();
         if self.is_closed()
             || self.is_paused()
-            || st.open > s.size
+            || st.open > s.size && st.open > allowed_open(&st, &s)
             || !fits_role(&conn, &s.hosts)
             || expired(&conn, &s, now)
             || self.db.has_wanting() && st.waiters.is_empty()
@@ -571,12 +584,30 @@ impl Pool {
     }
 
     /// After a failed connection attempt, tries again for the clients still
-    /// waiting (maintenance tick).
+    /// waiting; once the longest-waiting client has waited
+    /// `reserve_pool_timeout`, opens reserve connections for the waiters
+    /// (maintenance tick).
     pub fn retry_growth(&self) {
         let s = self.settings();
         let mut st = self.lock();
-        if st.last_failure.is_some() && st.connecting == 0 && !st.waiters.is_empty() {
-            self.grow_locked(&mut st, &s);
+        if st.waiters.is_empty() {
+            return;
+        }
+        if st.last_failure.is_some() {
+            if st.connecting == 0 {
+                self.grow_locked(&mut st, &s);
+            }
+            return;
+        }
+        if s.reserve_size > 0 && st.open >= s.size {
+            // One connection per waiter, up to the reserve.
+            loop {
+                let before = st.connecting;
+                self.grow_locked(&mut st, &s);
+                if st.connecting == before {
+                    break;
+                }
+            }
         }
     }
 
@@ -679,6 +710,25 @@ pub struct PoolCounts {
     pub connecting: u32,
     /// Clients waiting.
     pub waiting: u32,
+}
+
+/// How many connections the pool may have open now: its size, plus the
+/// reserve while the longest-waiting client has waited `reserve_timeout`.
+/// (The clock is read only when the pool is full and has a reserve.)
+fn allowed_open(st: &State, s: &PoolSettings) -> u32 {
+    if s.reserve_size == 0 || st.open < s.size {
+        return s.size;
+    }
+    let waited_long = st
+        .waiters
+        .iter()
+        .find(|w| w.is_live())
+        .is_some_and(|w| w.since.elapsed() >= s.reserve_timeout);
+    if waited_long {
+        s.size + s.reserve_size
+    } else {
+        s.size
+    }
 }
 
 /// False if the connection's server is no longer of the role the entry

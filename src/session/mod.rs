@@ -14,7 +14,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -32,7 +32,7 @@ use crate::protocol::frontend::tag as ftag;
 use crate::server::params::ParamSet;
 use crate::server::ConnectError;
 use prepared::{ClientStatements, ExpectQueue};
-use relay::{ClientSide, Outcome, Relay, RelayError};
+use relay::{ClientSide, Outcome, Relay, RelayError, Timeouts, Waiting};
 use startup::Login;
 
 /// Serves one accepted client connection to the end.
@@ -139,7 +139,8 @@ impl Session {
         })
         .await;
         loop {
-            if !self.wait_for_message().await? {
+            let client_idle = pool.settings().client_idle_timeout;
+            if !self.wait_for_message(client_idle).await? {
                 return Ok(());
             }
             let card = &self.login.cancel_slot.card;
@@ -190,6 +191,17 @@ impl Session {
                     );
                     (Release::Close, if told_client { Ok(false) } else { Err(e) })
                 }
+                Ok(Outcome::TimedOut(waiting)) => {
+                    let e = timed_out(waiting, &pool.settings());
+                    tracing::info!(db = %pool.key.database, user = %pool.key.user, reason = %e.message, "client closed");
+                    // Outside a transaction (session mode) the server is clean;
+                    // otherwise it is mid-transaction or mid-query: closed.
+                    let release = match waiting {
+                        Waiting::ClientIdle => Release::Dirty,
+                        _ => Release::Close,
+                    };
+                    (release, Err(e))
+                }
                 Err(e) => (Release::Close, Err(e)),
             };
             co.release_at(if cancelled { Release::Close } else { release }, ended);
@@ -209,9 +221,13 @@ impl Session {
 
     /// Waits until a whole message header is buffered. False when the client
     /// closed or sent Terminate; an error when the client must close
-    /// (`closing` was set: shutdown or KILL).
-    async fn wait_for_message(&mut self) -> Result<bool, ClientError> {
+    /// (`closing` was set: shutdown or KILL) or stayed idle longer than
+    /// `client_idle` (0 = no limit).
+    async fn wait_for_message(&mut self, client_idle: Duration) -> Result<bool, ClientError> {
         let closing = &self.login.cancel_slot.card.closing;
+        // Armed only while no byte of the next transaction has arrived, and
+        // only when a limit is set (no timer, no clock read otherwise).
+        let mut idle_timer = pin!(None::<tokio::time::Sleep>);
         loop {
             match read_header(&self.cbuf) {
                 Ok(Some(h)) if h.tag == ftag::TERMINATE => return Ok(false),
@@ -225,10 +241,18 @@ impl Session {
                 }
             }
             if self.cbuf.is_empty() {
+                if !client_idle.is_zero() && idle_timer.is_none() {
+                    idle_timer.set(Some(tokio::time::sleep(client_idle)));
+                }
                 let client = &self.client;
                 poll_fn(|cx| {
                     if closing.load(Ordering::Relaxed) {
                         return Poll::Ready(Err(shutting_down()));
+                    }
+                    if let Some(timer) = idle_timer.as_mut().as_pin_mut() {
+                        if timer.poll(cx).is_ready() {
+                            return Poll::Ready(Err(client_idle_timeout(client_idle)));
+                        }
                     }
                     client.poll_readable(cx).map_err(|_| closed())
                 })
@@ -282,7 +306,14 @@ impl Session {
         } else {
             conn.params.synced_with = self.login.wanted.fingerprint();
         }
-        let max_prepared = pool.settings().max_prepared;
+        let settings = pool.settings();
+        let max_prepared = settings.max_prepared;
+        let timeouts = Timeouts {
+            query: settings.query_timeout,
+            idle_in_transaction: settings.idle_transaction_timeout,
+            client_idle: settings.client_idle_timeout,
+        };
+        drop(settings);
         let client = ClientSide {
             stream: &mut self.client,
             buf: &mut self.cbuf,
@@ -290,7 +321,7 @@ impl Session {
             statements: &mut self.statements,
             expect: &mut self.expect,
         };
-        let mut relay = Relay::new(client, conn, release_on_idle, max_prepared);
+        let mut relay = Relay::new(client, conn, release_on_idle, max_prepared, timeouts);
         let outcome = relay.run().await;
         let counts = relay.counts;
         let xacts = u64::from(matches!(outcome, Ok(Outcome::Idle)));
@@ -329,6 +360,34 @@ fn canonicalize(wanted: &mut ParamSet, conn: &crate::server::ServerConn) {
             }
         }
     }
+}
+
+/// The error a client gets when a relay wait ran past its limit.
+fn timed_out(waiting: Waiting, settings: &crate::pool::PoolSettings) -> ClientError {
+    match waiting {
+        Waiting::Query => ClientError::fatal(
+            sqlstate::QUERY_CANCELED,
+            format!(
+                "query_timeout: no complete reply from the server within {} s; the server connection is closed",
+                settings.query_timeout.as_secs_f64()
+            ),
+        ),
+        Waiting::IdleInTransaction => ClientError::fatal(
+            sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
+            format!(
+                "idle_transaction_timeout: idle in a transaction for {} s; the transaction is rolled back",
+                settings.idle_transaction_timeout.as_secs_f64()
+            ),
+        ),
+        Waiting::ClientIdle => client_idle_timeout(settings.client_idle_timeout),
+    }
+}
+
+fn client_idle_timeout(limit: Duration) -> ClientError {
+    ClientError::fatal(
+        sqlstate::IDLE_SESSION_TIMEOUT,
+        format!("client_idle_timeout: idle for {} s", limit.as_secs_f64()),
+    )
 }
 
 fn shutting_down() -> ClientError {

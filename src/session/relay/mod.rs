@@ -22,6 +22,10 @@
 
 mod client;
 mod server;
+mod timeouts;
+
+use timeouts::Deadline;
+pub use timeouts::{Timeouts, Waiting};
 
 use std::future::poll_fn;
 use std::io;
@@ -80,6 +84,8 @@ pub enum Outcome {
         /// The server's FATAL was forwarded to the client.
         told_client: bool,
     },
+    /// A wait ran past its limit (see [`Timeouts`]).
+    TimedOut(Waiting),
 }
 
 /// Errors that end the relay.
@@ -160,6 +166,7 @@ pub struct Relay<'a> {
     client_eof: bool,
     server_fatal: bool,
     server_eof: bool,
+    deadline: Deadline,
     /// Totals for stats.
     pub counts: RelayCounts,
 }
@@ -171,6 +178,7 @@ impl<'a> Relay<'a> {
         server: &'a mut ServerConn,
         release_on_idle: bool,
         max_prepared: u32,
+        timeouts: Timeouts,
     ) -> Self {
         // A run starts in step: nothing is outstanding between transactions.
         client.expect.clear();
@@ -193,6 +201,7 @@ impl<'a> Relay<'a> {
             client_eof: false,
             server_fatal: false,
             server_eof: false,
+            deadline: Deadline::new(timeouts),
             counts: RelayCounts::default(),
         }
     }
@@ -211,6 +220,19 @@ impl<'a> Relay<'a> {
         self.server.out.len() >= SERVER_OUT_HIGH
             || self.s_ready >= CLIENT_OUT_HIGH
             || self.client.expect.len() >= MAX_IN_FLIGHT
+    }
+
+    /// What the run waits for when it goes to sleep, for the timeouts.
+    fn waiting(&self) -> Option<Waiting> {
+        if self.pending > 0 {
+            Some(Waiting::Query)
+        } else if self.status != TxStatus::Idle || self.unsynced || !self.client.expect.is_empty() {
+            Some(Waiting::IdleInTransaction)
+        } else if !self.release_on_idle {
+            Some(Waiting::ClientIdle)
+        } else {
+            None
+        }
     }
 
     fn server_clean(&self) -> bool {
@@ -333,6 +355,9 @@ impl<'a> Relay<'a> {
             }
 
             if !progress {
+                if let Poll::Ready(w) = self.deadline.poll(self.waiting(), cx) {
+                    return Poll::Ready(Ok(Outcome::TimedOut(w)));
+                }
                 return Poll::Pending;
             }
         }
