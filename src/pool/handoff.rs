@@ -13,9 +13,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use super::checkout::Checkout;
 use super::pool::CheckoutError;
+use crate::observe::stats::PoolStats;
 
 /// What a wait ends with.
 pub type Delivery = Result<Checkout, CheckoutError>;
@@ -108,6 +110,46 @@ impl WaitSlot {
         inner.ticket = 0;
         inner.waker = None;
         inner.delivered.take()
+    }
+}
+
+/// A client waiting for a connection, oldest first. Expiry is swept by the
+/// maintenance task, so waiting arms no timer per transaction.
+#[derive(Debug)]
+pub(super) struct Waiter {
+    pub(super) slot: Arc<WaitSlot>,
+    pub(super) ticket: u64,
+    pub(super) since: Instant,
+}
+
+impl Waiter {
+    /// False once the client stopped waiting (served or gone).
+    pub(super) fn is_live(&self) -> bool {
+        self.slot.is_waiting(self.ticket)
+    }
+
+    pub(super) fn deliver(&self, value: Delivery) -> Result<(), Delivery> {
+        self.slot.deliver(self.ticket, value)
+    }
+}
+
+/// Ends a wait that is dropped before it was served: the slot refuses later
+/// deliveries, and a connection delivered in between goes back to the pool.
+pub(super) struct WaitGuard<'a> {
+    pub(super) slot: &'a WaitSlot,
+    pub(super) stats: &'a PoolStats,
+    pub(super) since: Instant,
+    /// Set once the wait was served.
+    pub(super) done: bool,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.stats.waiting_ended(self.since.elapsed());
+            // Dropped outside the slot's lock: a Checkout returns to its pool.
+            drop(self.slot.abandon());
+        }
     }
 }
 

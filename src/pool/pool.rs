@@ -5,6 +5,10 @@
 //! New connections are opened by background tasks and handed to the first
 //! waiter, so the order clients are served in is the order they asked in.
 
+mod counts;
+
+pub use counts::PoolCounts;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -14,7 +18,7 @@ use arc_swap::ArcSwap;
 
 use super::checkout::Checkout;
 use super::db_limit::DbLimit;
-use super::handoff::{Delivery, WaitSlot};
+use super::handoff::{WaitGuard, WaitSlot, Waiter};
 use crate::config::PoolMode;
 use crate::observe::cards::ServerCard;
 use crate::observe::stats::PoolStats;
@@ -102,45 +106,6 @@ fn last_attempt(failure: &Option<Arc<str>>) -> String {
 
 /// Parameter name/value pairs a server reported at login, told to clients.
 pub type Welcome = Arc<Vec<(String, String)>>;
-
-/// A client waiting for a connection, oldest first. Expiry is swept by the
-/// maintenance task, so waiting arms no timer per transaction.
-#[derive(Debug)]
-struct Waiter {
-    slot: Arc<WaitSlot>,
-    ticket: u64,
-    since: Instant,
-}
-
-impl Waiter {
-    /// False once the client stopped waiting (served or gone).
-    fn is_live(&self) -> bool {
-        self.slot.is_waiting(self.ticket)
-    }
-
-    fn deliver(&self, value: Delivery) -> Result<(), Delivery> {
-        self.slot.deliver(self.ticket, value)
-    }
-}
-
-/// Ends a wait that is dropped before it was served: the slot refuses later
-/// deliveries, and a connection delivered in between goes back to the pool.
-struct WaitGuard<'a> {
-    slot: &'a WaitSlot,
-    stats: &'a PoolStats,
-    since: Instant,
-    done: bool,
-}
-
-impl Drop for WaitGuard<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.stats.waiting_ended(self.since.elapsed());
-            // Dropped outside the slot's lock: a Checkout returns to its pool.
-            drop(self.slot.abandon());
-        }
-    }
-}
 
 #[derive(Debug, Default)]
 struct State {
@@ -663,53 +628,6 @@ impl Pool {
     pub fn is_drained(&self) -> bool {
         self.lock().open == 0
     }
-
-    /// The open connections (`SHOW SERVERS`), each with when it went idle
-    /// (`None`: in use).
-    pub fn server_cards(&self) -> Vec<(ServerCard, Option<std::time::SystemTime>)> {
-        let now = std::time::SystemTime::now();
-        let st = self.lock();
-        st.cards
-            .values()
-            .map(|c| {
-                let idle = st.idle.iter().find(|i| i.id == c.id);
-                (c.clone(), idle.map(|i| now - i.last_used.elapsed()))
-            })
-            .collect()
-    }
-
-    /// How long the longest-waiting client has waited (zero if none waits).
-    pub fn oldest_wait(&self) -> Duration {
-        let st = self.lock();
-        st.waiters
-            .iter()
-            .find(|w| w.is_live())
-            .map_or(Duration::ZERO, |w| w.since.elapsed())
-    }
-
-    /// A snapshot of the counts, for observation.
-    pub fn counts(&self) -> PoolCounts {
-        let st = self.lock();
-        PoolCounts {
-            idle: st.idle.len() as u32,
-            open: st.open,
-            connecting: st.connecting,
-            waiting: st.waiters.iter().filter(|w| w.is_live()).count() as u32,
-        }
-    }
-}
-
-/// Connection counts of a pool at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolCounts {
-    /// Idle in the pool.
-    pub idle: u32,
-    /// Open in total (idle + in use + resetting + opening).
-    pub open: u32,
-    /// Being opened.
-    pub connecting: u32,
-    /// Clients waiting.
-    pub waiting: u32,
 }
 
 /// How many connections the pool may have open now: its size, plus the
