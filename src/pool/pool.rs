@@ -565,13 +565,17 @@ impl Pool {
             return;
         }
         if s.reserve_size > 0 && st.open >= s.size {
-            // One connection per waiter, up to the reserve.
-            loop {
-                let before = st.connecting;
-                self.grow_locked(&mut st, &s);
-                if st.connecting == before {
-                    break;
-                }
+            self.grow_for_all_waiters_locked(&mut st, &s);
+        }
+    }
+
+    /// Starts one connection per waiter, as far as the limits allow.
+    fn grow_for_all_waiters_locked(&self, st: &mut State, s: &PoolSettings) {
+        loop {
+            let before = st.connecting;
+            self.grow_locked(st, s);
+            if st.connecting == before {
+                break;
             }
         }
     }
@@ -609,14 +613,7 @@ impl Pool {
         self.paused.store(false, Ordering::Release);
         let s = self.settings();
         let mut st = self.lock();
-        // One connection per waiter, up to the limits.
-        loop {
-            let before = st.connecting;
-            self.grow_locked(&mut st, &s);
-            if st.connecting == before {
-                break;
-            }
-        }
+        self.grow_for_all_waiters_locked(&mut st, &s);
     }
 
     /// True while paused.

@@ -254,9 +254,8 @@ impl<'a> Relay<'a> {
 
             // Client → server.
             if !self.server.out.is_empty() {
-                if blocked.server_write {
-                    // Waiting for the server's socket to drain.
-                } else {
+                // Skipped while waiting for the server's socket to drain.
+                if !blocked.server_write {
                     match Pin::new(&mut self.server.stream).poll_write(cx, &self.server.out) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                             self.server_eof = true;
@@ -304,9 +303,8 @@ impl<'a> Relay<'a> {
 
             // Server → client.
             if self.s_ready > 0 {
-                if blocked.client_write {
-                    // Waiting for the client's socket to drain.
-                } else {
+                // Skipped while waiting for the client's socket to drain.
+                if !blocked.client_write {
                     let ready = &self.server.buf[..self.s_ready];
                     match Pin::new(&mut *self.client.stream).poll_write(cx, ready) {
                         Poll::Ready(Ok(0)) => {
