@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 use common::raw::RawConn;
 use common::*;
 
+/// `pgpool_errors_total{kind="<kind>"}` from `/metrics`.
+async fn timeouts_counted(pooler: &Pooler, kind: &str) -> f64 {
+    let metrics = http::get(pooler, "/metrics").await.body;
+    let series = format!("pgpool_errors_total{{kind=\"{kind}\"}}");
+    http::sample(&metrics, &series).unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
 const APP_PASS: &str = "app-pass";
 
 /// A raw client logged in to `app` through `pooler`.
@@ -57,6 +64,8 @@ async fn client_idle_timeout_closes_an_idle_client_only() {
         "closed before the limit"
     );
     assert_eq!(simple_value(&busy, "SELECT 2").await, "2");
+    assert_eq!(timeouts_counted(&pooler, "client_idle_timeout").await, 1.0);
+    assert_eq!(timeouts_counted(&pooler, "query_timeout").await, 0.0);
 }
 
 #[tokio::test]
@@ -85,6 +94,10 @@ async fn idle_transaction_timeout_ends_the_client_and_its_server_connection() {
     let e = expect_fatal(&mut c, Duration::from_secs(3)).await;
     assert_eq!(e.code, "25P03", "{e:?}");
     assert!(e.message.contains("idle_transaction_timeout"), "{e:?}");
+    assert_eq!(
+        timeouts_counted(&pooler, "idle_transaction_timeout").await,
+        1.0
+    );
 
     // The next client gets a working connection, a new one (the old one was closed,
     // not handed on mid-transaction), and the insert was rolled back.
@@ -121,6 +134,7 @@ async fn query_timeout_ends_a_query_that_runs_too_long() {
     let e = expect_fatal(&mut c, Duration::from_secs(4)).await;
     assert_eq!(e.code, "57014", "{e:?}");
     assert!(e.message.contains("query_timeout"), "{e:?}");
+    assert_eq!(timeouts_counted(&pooler, "query_timeout").await, 1.0);
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "answered before the query finished"
@@ -146,6 +160,7 @@ async fn session_mode_client_idle_timeout_releases_a_clean_server() {
     c.simple_query("SELECT 1").await;
     let e = expect_fatal(&mut c, Duration::from_secs(3)).await;
     assert_eq!(e.code, "57P05", "{e:?}");
+    assert_eq!(timeouts_counted(&pooler, "client_idle_timeout").await, 1.0);
     // The one server connection is free again for the next client.
     let next = pooler.connect_app().await;
     assert_eq!(simple_value(&next, "SELECT 1").await, "1");

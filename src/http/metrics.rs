@@ -20,7 +20,8 @@
 //! Pooler-wide: `pgpool_clients_connected`, `pgpool_clients_refused_total`,
 //! `pgpool_login_failures_total`, `pgpool_protocol_errors_total`,
 //! `pgpool_cancels_forwarded_total`, `pgpool_reloads_total{result="ok|failed"}`,
-//! `pgpool_errors_total{kind="refused|login|protocol|wait_timeout|server_connect|server_lost"}`,
+//! `pgpool_errors_total{kind="refused|login|protocol|wait_timeout|server_connect|server_lost|`
+//! `query_timeout|idle_transaction_timeout|client_idle_timeout"}`,
 //! `pgpool_tls_handshakes_total{result="ok|failed"}` (client side),
 //! `pgpool_build_info{version}`.
 //!
@@ -320,7 +321,8 @@ impl Scrape {
             "pgpool_errors",
             "Errors by kind: refused (max_client_conn), login, protocol, wait_timeout \
              (query_wait_timeout), server_connect (a server connection could not be opened), \
-             server_lost (a server connection died mid-transaction)",
+             server_lost (a server connection died mid-transaction), query_timeout, \
+             idle_transaction_timeout, client_idle_timeout (clients closed by those limits)",
             None,
             MetricType::Counter,
         )?;
@@ -335,6 +337,12 @@ impl Scrape {
             ("wait_timeout", per_pool(|p| &p.wait_timeouts)),
             ("server_connect", per_pool(|p| &p.connect_failures)),
             ("server_lost", per_pool(|p| &p.servers_lost)),
+            ("query_timeout", per_pool(|p| &p.query_timeouts)),
+            (
+                "idle_transaction_timeout",
+                per_pool(|p| &p.idle_transaction_timeouts),
+            ),
+            ("client_idle_timeout", per_pool(|p| &p.client_idle_timeouts)),
         ] {
             ConstCounter::new(n).encode(family.encode_family(&[("kind", kind)])?)?;
         }

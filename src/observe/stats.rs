@@ -49,6 +49,12 @@ pub struct PoolStats {
     pub connect_failures: AtomicU64,
     /// Server connections lost in the middle of a transaction.
     pub servers_lost: AtomicU64,
+    /// Clients closed by `query_timeout`.
+    pub query_timeouts: AtomicU64,
+    /// Clients closed by `idle_transaction_timeout`.
+    pub idle_transaction_timeouts: AtomicU64,
+    /// Clients closed by `client_idle_timeout`.
+    pub client_idle_timeouts: AtomicU64,
 }
 
 impl PoolStats {

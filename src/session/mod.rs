@@ -192,6 +192,7 @@ impl Session {
                     (Release::Close, if told_client { Ok(false) } else { Err(e) })
                 }
                 Ok(Outcome::TimedOut(waiting)) => {
+                    count_timeout(&pool.stats, waiting);
                     let e = timed_out(waiting, &pool.settings());
                     tracing::info!(db = %pool.key.database, user = %pool.key.user, reason = %e.message, "client closed");
                     // Outside a transaction (session mode) the server is clean;
@@ -225,6 +226,7 @@ impl Session {
     /// `client_idle` (0 = no limit).
     async fn wait_for_message(&mut self, client_idle: Duration) -> Result<bool, ClientError> {
         let closing = &self.login.cancel_slot.card.closing;
+        let stats = &self.login.pool.stats;
         // Armed only while no byte of the next transaction has arrived, and
         // only when a limit is set (no timer, no clock read otherwise).
         let mut idle_timer = pin!(None::<tokio::time::Sleep>);
@@ -251,6 +253,7 @@ impl Session {
                     }
                     if let Some(timer) = idle_timer.as_mut().as_pin_mut() {
                         if timer.poll(cx).is_ready() {
+                            count_timeout(stats, Waiting::ClientIdle);
                             return Poll::Ready(Err(client_idle_timeout(client_idle)));
                         }
                     }
@@ -381,6 +384,16 @@ fn timed_out(waiting: Waiting, settings: &crate::pool::PoolSettings) -> ClientEr
         ),
         Waiting::ClientIdle => client_idle_timeout(settings.client_idle_timeout),
     }
+}
+
+/// Counts a client closed by one of the relay's timeouts (`/metrics`).
+fn count_timeout(stats: &crate::observe::PoolStats, waiting: Waiting) {
+    let counter = match waiting {
+        Waiting::Query => &stats.query_timeouts,
+        Waiting::IdleInTransaction => &stats.idle_transaction_timeouts,
+        Waiting::ClientIdle => &stats.client_idle_timeouts,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 fn client_idle_timeout(limit: Duration) -> ClientError {

@@ -12,6 +12,7 @@
 
 pub mod console;
 pub mod extended;
+pub mod http;
 pub mod pgbouncer;
 mod pooler;
 pub mod raw;
