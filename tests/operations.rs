@@ -250,6 +250,37 @@ async fn max_client_conn_follows_reload() {
     .await;
 }
 
+/// A client connected before a reload works under the new settings from its next
+/// transaction: clients keep a copy of their pool's settings, refreshed when a reload
+/// replaced them.
+#[tokio::test]
+async fn a_reload_applies_to_clients_already_connected() {
+    if PoolerKind::is_pgbouncer() {
+        return;
+    }
+    let pooler = Pooler::start(cluster());
+    let mut c = idle_raw_client(&pooler).await;
+    c.simple_query("SELECT pg_sleep(1.5)").await; // no query_timeout yet
+    let reloads = || async {
+        let m = http::get(&pooler, "/metrics").await.body;
+        http::sample(&m, "pgpool_reloads_total{result=\"ok\"}").unwrap_or(0.0)
+    };
+    let before = reloads().await;
+    edit_config(&pooler, |t| {
+        section(t, &["pool"]).insert("query_timeout".into(), 1.into());
+    });
+    pooler.send_signal("HUP");
+    wait_until(Duration::from_secs(5), "reload applied", || async {
+        reloads().await > before
+    })
+    .await;
+    c.send(&raw::query("SELECT pg_sleep(5)")).await;
+    let e = tokio::time::timeout(Duration::from_secs(4), c.expect_error())
+        .await
+        .expect("query_timeout from the reloaded config");
+    assert_eq!(e.code, "57014", "{e:?}");
+}
+
 // ---- reload storm under load ----
 
 /// 200 clients run short transactions on `app` while the config is reloaded 20 times

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::pool::Pool;
+use super::pool::{Pool, PoolSettings};
 use crate::server::ServerConn;
 
 /// How a transaction left its server connection.
@@ -83,15 +83,24 @@ impl Checkout {
     }
 
     /// [`Self::release`] by a caller that read the clock at `now`.
-    pub fn release_at(mut self, how: Release, now: Instant) {
+    pub fn release_at(self, how: Release, now: Instant) {
+        let Some(settings) = self.pool.as_ref().map(|p| p.settings_full()) else {
+            return;
+        };
+        self.release_with(how, now, &settings);
+    }
+
+    /// [`Self::release_at`] under `settings` (the caller's cached copy of the
+    /// pool's settings).
+    pub fn release_with(mut self, how: Release, now: Instant, settings: &PoolSettings) {
         let (Some(pool), Some(conn)) = (self.pool.take(), self.conn.take()) else {
             return;
         };
         match how {
-            Release::Clean => pool.checkin_at(conn, now),
+            Release::Clean => pool.checkin_with(conn, now, settings),
             Release::Close => pool.forget(conn, false),
             Release::Dirty | Release::Sequences => {
-                let mut query = pool.settings().reset_query.clone();
+                let mut query = settings.reset_query.clone();
                 if how == Release::Sequences && resets_everything(&query) {
                     query = "DISCARD SEQUENCES".to_owned();
                 }

@@ -11,8 +11,10 @@ pub mod maintain;
 #[allow(clippy::module_inception)]
 pub mod pool;
 pub mod registry;
+pub mod settings_cache;
 
 pub use checkout::Checkout;
 pub use handoff::WaitSlot;
 pub use pool::{CheckoutError, Pool, PoolKey, PoolSettings};
 pub use registry::Registry;
+pub use settings_cache::SettingsCache;

@@ -10,7 +10,7 @@ mod counts;
 pub use counts::PoolCounts;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -132,6 +132,8 @@ pub struct Pool {
     /// Which pool this is.
     pub key: PoolKey,
     settings: ArcSwap<PoolSettings>,
+    /// Bumped after each settings replacement (see [`SettingsCache`]).
+    generation: AtomicU64,
     state: Mutex<State>,
     db: Arc<DbLimit>,
     closed: AtomicBool,
@@ -149,6 +151,7 @@ impl Pool {
         let pool = Arc::new_cyclic(|me| Pool {
             key,
             settings: ArcSwap::from_pointee(settings),
+            generation: AtomicU64::new(0),
             state: Mutex::default(),
             db,
             closed: AtomicBool::new(false),
@@ -172,9 +175,21 @@ impl Pool {
         self.settings.load()
     }
 
+    /// The settings in force, as an owned handle (for holding across waits).
+    pub fn settings_full(&self) -> Arc<PoolSettings> {
+        self.settings.load_full()
+    }
+
     /// Replaces the settings (reload); surplus connections close as released.
     pub fn set_settings(&self, settings: PoolSettings) {
         self.settings.store(Arc::new(settings));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes whenever the settings are replaced: a [`SettingsCache`] reloads
+    /// only then.
+    pub fn settings_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Retires every connection: idle ones close now, busy ones when
@@ -242,7 +257,18 @@ impl Pool {
         asked: Instant,
         slot: &Arc<WaitSlot>,
     ) -> Result<Checkout, CheckoutError> {
-        let settings = self.settings();
+        let settings = self.settings_full();
+        self.checkout_with(asked, slot, &settings).await
+    }
+
+    /// [`Self::checkout`] under `settings` (the caller's cached copy of this
+    /// pool's settings).
+    pub async fn checkout_with(
+        &self,
+        asked: Instant,
+        slot: &Arc<WaitSlot>,
+        settings: &PoolSettings,
+    ) -> Result<Checkout, CheckoutError> {
         let mut now = asked;
         loop {
             if self.is_closed() {
@@ -267,13 +293,13 @@ impl Pool {
                         since: now,
                     });
                     self.stats.waiting_started();
-                    self.grow_locked(&mut st, &settings);
+                    self.grow_locked(&mut st, settings);
                 }
                 idle
             };
             drop(leftover);
             if let Some(conn) = idle {
-                if let Some(conn) = self.vet_idle(conn, &settings, now).await {
+                if let Some(conn) = self.vet_idle(conn, settings, now).await {
                     return Ok(self.guard(conn, now));
                 }
                 continue;
@@ -293,7 +319,7 @@ impl Pool {
             let Some(conn) = result?.into_conn() else {
                 continue;
             };
-            if let Some(conn) = self.vet_idle(conn, &settings, now).await {
+            if let Some(conn) = self.vet_idle(conn, settings, now).await {
                 return Ok(self.guard(conn, now));
             }
         }
@@ -435,15 +461,20 @@ impl Pool {
     }
 
     /// [`Self::checkin`] of a connection last used at `now`.
-    pub fn checkin_at(&self, mut conn: Box<ServerConn>, now: Instant) {
-        let s = self.settings();
+    pub fn checkin_at(&self, conn: Box<ServerConn>, now: Instant) {
+        self.checkin_with(conn, now, &self.settings());
+    }
+
+    /// [`Self::checkin_at`] under `s` (the caller's cached copy of this pool's
+    /// settings).
+    pub fn checkin_with(&self, mut conn: Box<ServerConn>, now: Instant, s: &PoolSettings) {
         conn.last_used = now;
         let mut st = self.lock();
         if self.is_closed()
             || self.is_paused()
-            || st.open > s.size && st.open > allowed_open(&st, &s)
+            || st.open > s.size && st.open > allowed_open(&st, s)
             || !fits_role(&conn, &s.hosts)
-            || expired(&conn, &s, now)
+            || expired(&conn, s, now)
             || self.db.has_wanting() && st.waiters.is_empty()
         {
             drop(st);

@@ -6,6 +6,7 @@
 //! instead of being reused, so a late cancel can never hit another client.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::BytesMut;
@@ -24,42 +25,75 @@ pub struct ServerKey {
     pub secret: u32,
 }
 
-#[derive(Debug, Default)]
-struct SlotState {
-    serving: Option<ServerKey>,
-    cancelled: bool,
-}
+/// `CancelSlot::state`: set while a server serves the client.
+const SERVING: u64 = 0b01;
+/// `CancelSlot::state`: set once a cancel was forwarded to that server.
+const CANCELLED: u64 = 0b10;
+/// `CancelSlot::state`: one step of the generation in the upper bits.
+const GENERATION: u64 = 0b100;
 
 /// The per-client record of which server, if any, is serving it now, and
 /// the client's own wake-up for being told to go (shutdown, admin KILL).
+///
+/// Lock-free on the transaction path: the session's `serve` and `release`
+/// are a store and a read-modify-write on `state`. A cancel reads the key
+/// and marks `state` with one compare-and-swap against the value it read,
+/// which fails if the client released (and perhaps took another server)
+/// meanwhile; every `serve` starts a new generation, so a key read for an
+/// earlier serving can never be confirmed against a later one.
 #[derive(Debug, Default)]
 pub struct CancelSlot {
-    state: Mutex<SlotState>,
+    /// Generation (upper bits) | CANCELLED | SERVING.
+    state: AtomicU64,
+    /// pid << 32 | secret of the serving server (valid for `state`'s generation).
+    key: AtomicU64,
+    /// Its address; written only when it differs from the last one.
+    addr: Mutex<Option<SocketAddr>>,
+    /// [`addr_code`] of `addr`, to skip the lock when the address is unchanged.
+    addr_code: AtomicU64,
     /// Notified when the client must close at its next idle moment.
     pub kill: tokio::sync::Notify,
     /// What `SHOW CLIENTS` shows of the client.
     pub card: crate::observe::cards::ClientCard,
 }
 
+/// An IPv4 address and port as a nonzero number; 0 for IPv6 (compared under
+/// the lock instead).
+fn addr_code(addr: SocketAddr) -> u64 {
+    match addr {
+        SocketAddr::V4(a) => 1 << 48 | u64::from(a.ip().to_bits()) << 16 | u64::from(a.port()),
+        SocketAddr::V6(_) => 0,
+    }
+}
+
 impl CancelSlot {
-    /// Records the server that now serves the client.
+    /// Records the server that now serves the client. Called by the client's
+    /// own task only, between `release`s.
     pub fn serve(&self, key: ServerKey) {
-        if let Ok(mut s) = self.state.lock() {
-            s.serving = Some(key);
-            s.cancelled = false;
+        let code = addr_code(key.addr);
+        if code == 0 || code != self.addr_code.load(Ordering::Relaxed) {
+            *self.addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(key.addr);
+            self.addr_code.store(code, Ordering::Relaxed);
         }
+        self.key.store(
+            u64::from(key.pid) << 32 | u64::from(key.secret),
+            Ordering::Relaxed,
+        );
+        // Not serving now, so no cancel can change `state` concurrently.
+        let generation = self.state.load(Ordering::Relaxed) & !(SERVING | CANCELLED);
+        self.state.store(
+            generation.wrapping_add(GENERATION) | SERVING,
+            Ordering::Release,
+        );
     }
 
     /// Clears the record at release; true if a cancel was forwarded to that
     /// server meanwhile (the connection must then not be reused).
     pub fn release(&self) -> bool {
-        match self.state.lock() {
-            Ok(mut s) => {
-                s.serving = None;
-                std::mem::take(&mut s.cancelled)
-            }
-            Err(_) => true,
-        }
+        let before = self
+            .state
+            .fetch_and(!(SERVING | CANCELLED), Ordering::AcqRel);
+        before & CANCELLED != 0
     }
 
     /// Tells the client to close at its next idle moment (now, if idle).
@@ -70,12 +104,34 @@ impl CancelSlot {
         self.kill.notify_one();
     }
 
-    /// Takes the key to cancel, marking the connection as cancelled.
+    /// Takes the key to cancel, marking the connection as cancelled; `None`
+    /// when no server serves the client.
     pub fn take_for_cancel(&self) -> Option<ServerKey> {
-        let mut s = self.state.lock().ok()?;
-        let key = s.serving?;
-        s.cancelled = true;
-        Some(key)
+        let mut seen = self.state.load(Ordering::Acquire);
+        loop {
+            if seen & SERVING == 0 {
+                return None;
+            }
+            // Written before `state` by the `serve` that `seen` came from; a
+            // later `serve` changes the generation and fails the swap below.
+            let key = self.key.load(Ordering::Relaxed);
+            let addr = (*self.addr.lock().unwrap_or_else(|p| p.into_inner()))?;
+            match self.state.compare_exchange(
+                seen,
+                seen | CANCELLED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Some(ServerKey {
+                        addr,
+                        pid: (key >> 32) as u32,
+                        secret: key as u32,
+                    })
+                }
+                Err(now) => seen = now,
+            }
+        }
     }
 }
 
@@ -107,6 +163,69 @@ mod tests {
         assert_eq!(slot.take_for_cancel(), Some(key));
         assert!(slot.release());
         assert_eq!(slot.take_for_cancel(), None);
+        // A new serving starts unmarked, on another address too.
+        let v6 = ServerKey {
+            addr: "[::1]:5433".parse().unwrap(),
+            pid: 7,
+            secret: u32::MAX,
+        };
+        slot.serve(v6);
+        assert_eq!(slot.take_for_cancel(), Some(v6));
+        assert!(slot.release());
+        slot.serve(key);
+        assert!(!slot.release());
+    }
+
+    /// A cancel racing with release-and-serve: every key a cancel took was
+    /// the key of a serving whose release saw the mark (so that connection
+    /// was closed, never handed to another client with a cancel in flight).
+    #[test]
+    fn a_cancel_never_marks_a_later_serving() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        const ROUNDS: u32 = 200_000;
+        let slot = Arc::new(CancelSlot::default());
+        let done = Arc::new(AtomicBool::new(false));
+        let canceller = {
+            let (slot, done) = (slot.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut taken = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    if let Some(k) = slot.take_for_cancel() {
+                        taken.push(k);
+                    }
+                }
+                taken
+            })
+        };
+        let mut marked = std::collections::HashSet::new();
+        for pid in 1..=ROUNDS {
+            let port = if pid % 3 == 0 { 5432 } else { 5433 };
+            slot.serve(ServerKey {
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                pid,
+                secret: pid.wrapping_mul(2_654_435_761),
+            });
+            if slot.release() {
+                marked.insert(pid);
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        let taken = canceller.join().unwrap();
+        assert!(!taken.is_empty(), "the canceller never saw a serving");
+        for k in &taken {
+            // The key is whole: pid, secret and address of one serving.
+            assert_eq!(k.secret, k.pid.wrapping_mul(2_654_435_761), "{k:?}");
+            assert_eq!(
+                k.addr.port(),
+                if k.pid % 3 == 0 { 5432 } else { 5433 },
+                "{k:?}"
+            );
+            assert!(
+                marked.contains(&k.pid),
+                "cancel took {k:?}, its release saw no mark"
+            );
+        }
     }
 }
 

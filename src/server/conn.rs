@@ -542,15 +542,13 @@ impl ServerConn {
             return false;
         }
         // The reactor marks the socket readable when bytes or EOF arrive; a
-        // short read cleared that mark, so "not ready" needs no syscall. Under
-        // TLS, bytes on an idle socket are a record the server sent unasked (a
-        // FATAL, an alert, close_notify): unhealthy too, so consuming the probe
-        // byte from under rustls does no harm — the connection is dropped.
+        // short read cleared that mark, and `try_read` on an unmarked socket
+        // returns WouldBlock without a syscall (and, unlike a poll, without
+        // taking the registration's lock to store a waker). Under TLS, bytes
+        // on an idle socket are a record the server sent unasked (a FATAL, an
+        // alert, close_notify): unhealthy too, so consuming the probe byte
+        // from under rustls does no harm — the connection is dropped.
         let tcp = self.stream.tcp();
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if tcp.poll_read_ready(&mut cx).is_pending() {
-            return true;
-        }
         let mut probe = [0u8; 1];
         match tcp.try_read(&mut probe) {
             Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,

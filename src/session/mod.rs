@@ -26,7 +26,7 @@ use crate::error::{sqlstate, ClientError};
 use crate::net::ClientStream;
 use crate::observe::cards::ClientInfo;
 use crate::pool::checkout::Release;
-use crate::pool::{Checkout, CheckoutError, Pool, WaitSlot};
+use crate::pool::{Checkout, CheckoutError, Pool, PoolSettings, SettingsCache, WaitSlot};
 use crate::protocol::frame::read_header;
 use crate::protocol::frontend::tag as ftag;
 use crate::server::params::ParamSet;
@@ -126,6 +126,8 @@ struct Session {
 impl Session {
     async fn serve(&mut self) -> Result<(), ClientError> {
         let pool = self.login.pool.clone();
+        // Read once per transaction without touching the pool's ArcSwap.
+        let mut settings_cache = SettingsCache::new(&pool);
         let session_mode = pool.settings().mode == PoolMode::Session;
         // Registered once for the whole session: a shutdown or KILL sets the
         // card's `closing` flag, then wakes this task through it, and the
@@ -139,7 +141,7 @@ impl Session {
         })
         .await;
         loop {
-            let client_idle = pool.settings().client_idle_timeout;
+            let client_idle = settings_cache.get(&pool).client_idle_timeout;
             if !self.wait_for_message(client_idle).await? {
                 return Ok(());
             }
@@ -147,14 +149,17 @@ impl Session {
             if card.closing.load(Ordering::Relaxed) {
                 return Err(shutting_down());
             }
+            let settings = settings_cache.get(&pool);
             let asked = Instant::now();
             card.waiting(asked);
             let mut co = pool
-                .checkout(asked, &self.wait_slot)
+                .checkout_with(asked, &self.wait_slot, settings)
                 .await
                 .map_err(checkout_error)?;
             self.login.cancel_slot.card.active();
-            let done = self.transaction(&pool, &mut co, !session_mode).await;
+            let done = self
+                .transaction(&pool, &mut co, !session_mode, settings)
+                .await;
             let ended = Instant::now();
             pool.stats
                 .add_xact_time(ended.saturating_duration_since(co.handed_over_at()));
@@ -162,7 +167,7 @@ impl Session {
             let (release, result) = match done {
                 Ok(Outcome::Idle) => {
                     let conn = co.conn();
-                    let dirty = conn.dirty || pool.settings().reset_always;
+                    let dirty = conn.dirty || settings.reset_always;
                     let release = if dirty {
                         Release::Dirty
                     } else if conn.sequences_dirty {
@@ -193,7 +198,7 @@ impl Session {
                 }
                 Ok(Outcome::TimedOut(waiting)) => {
                     count_timeout(&pool.stats, waiting);
-                    let e = timed_out(waiting, &pool.settings());
+                    let e = timed_out(waiting, settings);
                     tracing::info!(db = %pool.key.database, user = %pool.key.user, reason = %e.message, "client closed");
                     // Outside a transaction (session mode) the server is clean;
                     // otherwise it is mid-transaction or mid-query: closed.
@@ -205,7 +210,8 @@ impl Session {
                 }
                 Err(e) => (Release::Close, Err(e)),
             };
-            co.release_at(if cancelled { Release::Close } else { release }, ended);
+            let how = if cancelled { Release::Close } else { release };
+            co.release_with(how, ended, settings);
             self.login.cancel_slot.card.idle(self.statements.len());
             // Keep the small first buffer between transactions (no allocation
             // per transaction); give back one that grew for a large message.
@@ -286,6 +292,7 @@ impl Session {
         pool: &Arc<Pool>,
         co: &mut Checkout,
         release_on_idle: bool,
+        settings: &PoolSettings,
     ) -> Result<Outcome, ClientError> {
         let conn = co.conn();
         self.login.cancel_slot.serve(conn.key);
@@ -309,14 +316,12 @@ impl Session {
         } else {
             conn.params.synced_with = self.login.wanted.fingerprint();
         }
-        let settings = pool.settings();
         let max_prepared = settings.max_prepared;
         let timeouts = Timeouts {
             query: settings.query_timeout,
             idle_in_transaction: settings.idle_transaction_timeout,
             client_idle: settings.client_idle_timeout,
         };
-        drop(settings);
         let client = ClientSide {
             stream: &mut self.client,
             buf: &mut self.cbuf,
