@@ -142,6 +142,14 @@ mod tests {
         assert!(text_is_dirty(b"SELECT pg_advisory_lock(1)"));
         assert!(text_is_dirty(b"SELECT nextval('s')"));
         assert!(text_is_dirty(b"SELECT 1 INTO TEMPORARY t"));
+        assert!(text_is_dirty(b"select setval('s', 1)"));
+        assert!(text_is_dirty(b"SELECT * FROM dblink('x', 'y') AS t(a int)"));
+        // At the very end of the text, and the shortest keyword alone.
+        assert!(text_is_dirty(b"create temp"));
+        assert!(text_is_dirty(b"TEMP"));
+        assert!(!text_is_dirty(b"te"));
+        assert!(!text_is_dirty(b"t"));
+        assert!(!text_is_dirty(b"SELECT set, nexus, dbx, adv FROM tem_like"));
         assert!(!text_is_dirty(b""));
     }
 }
