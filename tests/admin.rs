@@ -678,11 +678,23 @@ async fn clients_and_servers_list_each_connection_and_its_state() {
         "{connect_time}"
     );
 
+    assert_eq!(
+        clients.get(row, "link"),
+        Some(""),
+        "an idle client has no server"
+    );
+    assert_eq!(clients.get(row, "tls"), Some(""), "a plain connection");
+
     let servers = show(&admin, "SHOW SERVERS").await;
     assert_eq!(servers.columns, CONN_COLUMNS);
     let row = app_row(&servers);
     assert_eq!(servers.get(row, "type"), Some("S"));
     assert_eq!(servers.get(row, "state"), Some("idle"));
+    assert_eq!(
+        servers.get(row, "link"),
+        Some(""),
+        "an idle server serves no client"
+    );
     assert_eq!(servers.int(row, "port"), i64::from(cluster().port()));
     let pid = servers.int(row, "remote_pid");
     assert!(
@@ -705,9 +717,28 @@ async fn clients_and_servers_list_each_connection_and_its_state() {
     })
     .await;
     let clients = show(&admin, "SHOW CLIENTS").await;
-    assert_eq!(clients.rows_where("state", "active").len(), 1);
+    let active = clients.rows_where("state", "active");
+    assert_eq!(active.len(), 1);
     let servers = show(&admin, "SHOW SERVERS").await;
-    assert_eq!(servers.get(app_row(&servers), "state"), Some("active"));
+    let server = app_row(&servers);
+    assert_eq!(servers.get(server, "state"), Some("active"));
+    // `link` pairs them: the client's points at the server's ptr and back.
+    assert_eq!(
+        clients.get(active[0], "link"),
+        servers.get(server, "ptr"),
+        "client link"
+    );
+    assert_eq!(
+        servers.get(server, "link"),
+        clients.get(active[0], "ptr"),
+        "server link"
+    );
+    let waiter = clients.rows_where("state", "waiting");
+    assert_eq!(
+        clients.get(waiter[0], "link"),
+        Some(""),
+        "a waiting client has no server"
+    );
     app.batch_execute("COMMIT").await.expect("commit");
     tokio::time::timeout(Duration::from_secs(5), waiting)
         .await

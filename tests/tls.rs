@@ -133,7 +133,11 @@ fn client_channel_binding_with_psql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_tls_needs_alpn_and_binds_scram() {
     let ca = TestCa::new("pgpool-rs test CA");
-    let p = start_tls_pooler(&ca, "require", Pooler::builder(cluster()));
+    let p = start_tls_pooler(
+        &ca,
+        "require",
+        Pooler::builder(cluster()).set("auth.admin_users", "[\"app\"]"),
+    );
     let port = p.pooler.port();
 
     let mut conn = TlsConn::connect(port, client_config(&ca.pem(), b"postgresql"), Start::Direct)
@@ -167,6 +171,16 @@ async fn direct_tls_needs_alpn_and_binds_scram() {
         .expect("SSLRequest handshake");
     conn.login("app", "app-pass").await;
     assert_eq!(conn.query("SELECT 7").await, ["7"]);
+
+    // SHOW CLIENTS tells how that client's connection is encrypted, as PgBouncer does.
+    let out = psql_tls(
+        port,
+        "app",
+        "sslmode=require dbname=pgbouncer",
+        "SHOW CLIENTS",
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(text(&out).contains("|TLSv1.3/TLS_"), "{}", text(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,6 +260,7 @@ async fn server_tls_verify_full_with_channel_binding() {
             .set("pool.server_tls", "\"verify-full\"")
             .set("pool.server_tls_ca_file", &quoted(ca))
             .set("databases.app.host", "\"localhost\"")
+            .set("auth.admin_users", "[\"app\"]")
             .env("RUST_LOG", "info,pgpool_rs::server=debug")
     };
 
@@ -268,6 +283,15 @@ async fn server_tls_verify_full_with_channel_binding() {
         pooler.log().contains("SCRAM-SHA-256-PLUS"),
         "{}",
         pooler.log()
+    );
+    // SHOW SERVERS tells how each server connection is encrypted, as PgBouncer does.
+    let console = pooler.connect("pgbouncer", "app", "app-pass").await;
+    let servers = common::console::show(&console, "SHOW SERVERS").await;
+    let row = servers.rows_where("database", "app");
+    let tls = servers.get(row[0], "tls").unwrap_or_default();
+    assert!(
+        tls.starts_with("TLSv1.") && tls.contains("/TLS_") && tls.contains("/ECDH="),
+        "SHOW SERVERS tls: {tls:?}"
     );
 
     // A CA that did not sign the server's certificate: the client hears why.

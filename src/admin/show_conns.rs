@@ -36,6 +36,11 @@ fn ip(a: Option<std::net::SocketAddr>) -> (String, String) {
     })
 }
 
+/// A server connection's `ptr` (and a client's `link` to it).
+fn server_ptr(id: u64) -> String {
+    format!("{id:#x}")
+}
+
 /// SHOW CLIENTS: clients logged in to a pool.
 pub fn clients(shared: &Shared) -> Table {
     let mut t = Table::new(COLUMNS);
@@ -66,9 +71,9 @@ pub fn clients(shared: &Shared) -> Table {
             waited.subsec_micros().to_string(),
             u8::from(closing).to_string(),
             format!("{pid:#x}"),
-            String::new(),
+            card.server().map(server_ptr).unwrap_or_default(),
             "0".into(),
-            String::new(),
+            info.tls.clone(),
             info.application_name.clone(),
             card.prepared().to_string(),
         ]);
@@ -79,6 +84,13 @@ pub fn clients(shared: &Shared) -> Table {
 /// SHOW SERVERS: open server connections of every pool.
 pub fn servers(shared: &Shared) -> Table {
     let mut t = Table::new(COLUMNS);
+    // Which client each active server serves (`link`), by server id.
+    let serving: std::collections::HashMap<u64, u32> = shared
+        .cancels
+        .slots()
+        .into_iter()
+        .filter_map(|(pid, slot)| Some((slot.card.server()?, pid)))
+        .collect();
     for pool in shared.registry.pools() {
         let user = pool.settings().target.user.clone();
         for (card, idle) in pool.server_cards() {
@@ -97,10 +109,14 @@ pub fn servers(shared: &Shared) -> Table {
                 "0".into(),
                 "0".into(),
                 "0".into(),
-                format!("{:#x}", card.id),
-                String::new(),
+                server_ptr(card.id),
+                serving
+                    .get(&card.id)
+                    .filter(|_| idle.is_none())
+                    .map(|pid| format!("{pid:#x}"))
+                    .unwrap_or_default(),
                 card.remote_pid.to_string(),
-                String::new(),
+                card.tls.clone(),
                 String::new(),
                 "0".into(),
             ]);

@@ -68,6 +68,15 @@ impl ClientStream {
         matches!(self, ClientStream::Tls(_))
     }
 
+    /// TLS version, cipher suite and key exchange, as `SHOW CLIENTS` shows
+    /// them; empty for a plain connection.
+    pub fn tls_description(&self) -> String {
+        match self {
+            ClientStream::Tls(t) => crate::observe::cards::tls_description(t.stream.get_ref().1),
+            _ => String::new(),
+        }
+    }
+
     /// SCRAM channel binding data (`tls-server-end-point` of the certificate this
     /// connection's handshake presented), when TLS and defined for that certificate.
     pub fn channel_binding(&self) -> Option<&[u8]> {

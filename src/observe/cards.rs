@@ -45,6 +45,9 @@ pub struct ClientInfo {
     pub connected: SystemTime,
     /// `application_name` from the startup packet.
     pub application_name: String,
+    /// TLS version, cipher suite and key exchange (`TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=X25519`,
+    /// as PgBouncer shows them); empty for a plain connection.
+    pub tls: String,
 }
 
 /// A client's live card.
@@ -55,6 +58,8 @@ pub struct ClientCard {
     /// Start of the current or last request ([`super::clock`] µs; 0: none yet).
     request_at_us: AtomicU64,
     prepared: AtomicU32,
+    /// Id of the server connection serving the client (0: none).
+    server: AtomicU64,
     /// Set when the client must close at its next idle moment (shutdown,
     /// KILL); checked before a new transaction starts.
     pub closing: AtomicBool,
@@ -78,14 +83,16 @@ impl ClientCard {
         self.phase.store(ClientPhase::Waiting as u8, Relaxed);
     }
 
-    /// Now holding a server.
-    pub fn active(&self) {
+    /// Now holding server connection `server` (its pooler-wide id).
+    pub fn active(&self, server: u64) {
+        self.server.store(server, Relaxed);
         self.phase.store(ClientPhase::Active as u8, Relaxed);
     }
 
     /// Released its server; `prepared` statements are known for it.
     pub fn idle(&self, prepared: usize) {
         self.phase.store(ClientPhase::Idle as u8, Relaxed);
+        self.server.store(0, Relaxed);
         self.prepared
             .store(u32::try_from(prepared).unwrap_or(u32::MAX), Relaxed);
     }
@@ -104,6 +111,14 @@ impl ClientCard {
         match self.request_at_us.load(Relaxed) {
             0 => self.info().map_or(UNIX_EPOCH, |i| i.connected),
             us => super::clock::wall_time(us),
+        }
+    }
+
+    /// Id of the server connection serving the client now, if any.
+    pub fn server(&self) -> Option<u64> {
+        match self.server.load(Relaxed) {
+            0 => None,
+            id => Some(id),
         }
     }
 
@@ -126,6 +141,31 @@ pub struct ServerCard {
     pub local: Option<SocketAddr>,
     /// Login time.
     pub connected: SystemTime,
+    /// TLS details as in [`ClientInfo::tls`]; empty for a plain connection.
+    pub tls: String,
+}
+
+/// `TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=X25519` for a rustls connection, the
+/// form of PgBouncer's `tls` column (IANA suite names).
+pub fn tls_description<D>(conn: &rustls::ConnectionCommon<D>) -> String {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
+        Some(v) => format!("{v:?}"),
+        None => return String::new(),
+    };
+    let suite = conn
+        .negotiated_cipher_suite()
+        .and_then(|s| s.suite().as_str())
+        .map(|name| match name.strip_prefix("TLS13_") {
+            Some(rest) => format!("TLS_{rest}"),
+            None => name.to_owned(),
+        })
+        .unwrap_or_default();
+    match conn.negotiated_key_exchange_group() {
+        Some(group) => format!("{version}/{suite}/ECDH={:?}", group.name()),
+        None => format!("{version}/{suite}"),
+    }
 }
 
 /// `2026-11-26 13:16:19 UTC`, as PgBouncer prints times.
@@ -177,9 +217,13 @@ mod tests {
         card.waiting(Instant::now());
         assert_eq!(card.phase(), ClientPhase::Waiting);
         assert!(card.request_time() > UNIX_EPOCH);
-        card.active();
-        assert_eq!(card.phase(), ClientPhase::Active);
+        card.active(7);
+        assert_eq!(
+            (card.phase(), card.server()),
+            (ClientPhase::Active, Some(7))
+        );
         card.idle(3);
         assert_eq!((card.phase(), card.prepared()), (ClientPhase::Idle, 3));
+        assert_eq!(card.server(), None);
     }
 }

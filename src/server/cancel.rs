@@ -183,24 +183,31 @@ mod tests {
     fn a_cancel_never_marks_a_later_serving() {
         use std::sync::atomic::AtomicBool;
         use std::sync::Arc;
-        const ROUNDS: u32 = 200_000;
+        use std::time::{Duration, Instant};
         let slot = Arc::new(CancelSlot::default());
         let done = Arc::new(AtomicBool::new(false));
+        let takes = Arc::new(AtomicU64::new(0));
         let canceller = {
-            let (slot, done) = (slot.clone(), done.clone());
+            let (slot, done, takes) = (slot.clone(), done.clone(), takes.clone());
             std::thread::spawn(move || {
                 let mut taken = Vec::new();
                 while !done.load(Ordering::Relaxed) {
                     if let Some(k) = slot.take_for_cancel() {
                         taken.push(k);
+                        takes.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 taken
             })
         };
+        // Serve and release until the canceller has raced with us many times
+        // (however the threads get scheduled), or 10 s.
+        let started = Instant::now();
         let mut marked = std::collections::HashSet::new();
-        for pid in 1..=ROUNDS {
-            let port = if pid % 3 == 0 { 5432 } else { 5433 };
+        let mut pid = 0u32;
+        while takes.load(Ordering::Relaxed) < 2_000 && started.elapsed() < Duration::from_secs(10) {
+            pid += 1;
+            let port = if pid.is_multiple_of(3) { 5432 } else { 5433 };
             slot.serve(ServerKey {
                 addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
                 pid,
@@ -218,7 +225,7 @@ mod tests {
             assert_eq!(k.secret, k.pid.wrapping_mul(2_654_435_761), "{k:?}");
             assert_eq!(
                 k.addr.port(),
-                if k.pid % 3 == 0 { 5432 } else { 5433 },
+                if k.pid.is_multiple_of(3) { 5432 } else { 5433 },
                 "{k:?}"
             );
             assert!(

@@ -330,6 +330,7 @@ impl ServerConn {
             addr: self.key.addr,
             local: self.local_addr,
             connected: self.connected_at,
+            tls: self.stream.tls_description(),
         }
     }
 

@@ -82,6 +82,15 @@ pub async fn negotiate(
 }
 
 impl ServerStream {
+    /// TLS version, cipher suite and key exchange, as `SHOW SERVERS` shows
+    /// them; empty for a plain connection.
+    pub fn tls_description(&self) -> String {
+        match self {
+            ServerStream::Tls(t) => crate::observe::cards::tls_description(t.get_ref().1),
+            ServerStream::Plain(_) => String::new(),
+        }
+    }
+
     /// The TCP socket underneath.
     pub fn tcp(&self) -> &TcpStream {
         match self {

@@ -70,6 +70,7 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
             .get("application_name")
             .unwrap_or_default()
             .to_owned(),
+        tls: client.tls_description(),
     });
     // A drain that started during the login missed this client's slot.
     if *shared.shutdown.borrow() {
@@ -156,7 +157,7 @@ impl Session {
                 .checkout_with(asked, &self.wait_slot, settings)
                 .await
                 .map_err(checkout_error)?;
-            self.login.cancel_slot.card.active();
+            self.login.cancel_slot.card.active(co.conn().id);
             let done = self
                 .transaction(&pool, &mut co, !session_mode, settings)
                 .await;
