@@ -193,6 +193,17 @@ dbname = "bench"
         toml::to_string(&b.config).expect("serialize config")
     }
 
+    /// Writes pool.toml and userlist.txt into `dir` (for a pooler on `port` and
+    /// `http_port`); returns the pool.toml path and text.
+    pub fn write_files(&self, port: u16, http_port: u16, dir: &Path) -> (PathBuf, String) {
+        let text = self.config_text(port, http_port, dir);
+        let config_path = dir.join("pool.toml");
+        std::fs::write(&config_path, &text).expect("write pool.toml");
+        std::fs::write(dir.join("userlist.txt"), self.userlist.join("\n") + "\n")
+            .expect("write userlist.txt");
+        (config_path, text)
+    }
+
     /// Starts the pooler and waits until its port accepts TCP (panics with the log if not).
     pub fn start(self) -> Pooler {
         let mut last_log = String::new();
@@ -215,14 +226,7 @@ dbname = "bench"
             .tempdir()
             .expect("temp dir");
         let kind = self.kind.unwrap_or_else(PoolerKind::from_env);
-        let text = self.config_text(port, http_port, dir.path());
-        let config_path = dir.path().join("pool.toml");
-        std::fs::write(&config_path, &text).expect("write pool.toml");
-        std::fs::write(
-            dir.path().join("userlist.txt"),
-            self.userlist.join("\n") + "\n",
-        )
-        .expect("write userlist.txt");
+        let (config_path, text) = self.write_files(port, http_port, dir.path());
         let log_path = dir.path().join("pooler.log");
         let log = File::create(&log_path).expect("create log");
         let mut cmd = match kind {

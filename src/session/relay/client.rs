@@ -167,22 +167,28 @@ impl Relay<'_> {
                     });
                 match managed {
                     Some((lead, stmt, after)) => {
-                        let (lead, after) = (lead.to_vec(), after.to_vec());
-                        self.client.buf.advance(h.total());
+                        // The portal (Bind) is a prefix of the body and the
+                        // rest a suffix: kept as lengths, the body is borrowed
+                        // again once `ensure_prepared` has queued any Parse
+                        // (no copy per message).
+                        let (lead_len, after_len) = (lead.len(), after.len());
                         self.ensure_prepared(&stmt);
+                        let body = &self.client.buf[HEADER_LEN..h.total()];
+                        let after = &body[body.len() - after_len..];
                         if h.tag == ftag::BIND {
                             put_message(
                                 &mut self.server.out,
                                 h.tag,
-                                &[&lead, b"\0", stmt.name.as_bytes(), b"\0", &after],
+                                &[&body[..lead_len], b"\0", stmt.name.as_bytes(), b"\0", after],
                             );
                         } else {
                             put_message(
                                 &mut self.server.out,
                                 h.tag,
-                                &[&lead, stmt.name.as_bytes(), b"\0", &after],
+                                &[b"S", stmt.name.as_bytes(), b"\0", after],
                             );
                         }
+                        self.client.buf.advance(h.total());
                     }
                     None => self.copy_whole(h),
                 }

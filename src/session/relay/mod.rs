@@ -391,7 +391,14 @@ fn poll_read_into<S: AsyncRead + Unpin>(
     buf: &mut BytesMut,
 ) -> Poll<io::Result<usize>> {
     if buf.capacity() - buf.len() < MIN_READ_SPACE {
-        buf.reserve(READ_GROWTH);
+        // An empty buffer only needs its consumed front back, which `reserve`
+        // reclaims in place; growing it would allocate for nothing (and the
+        // session drops a grown client buffer after the transaction).
+        buf.reserve(if buf.is_empty() {
+            MIN_READ_SPACE
+        } else {
+            READ_GROWTH
+        });
     }
     tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf)
 }
