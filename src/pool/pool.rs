@@ -299,7 +299,12 @@ impl Pool {
             };
             drop(leftover);
             if let Some(conn) = idle {
-                if let Some(conn) = self.vet_idle(conn, settings, now).await {
+                let conn = match self.vet_idle_now(conn, settings, now) {
+                    Vetted::Ready(conn) => Some(conn),
+                    Vetted::Closed => None,
+                    Vetted::CheckDue(conn) => self.run_check_query(conn, settings).await,
+                };
+                if let Some(conn) = conn {
                     return Ok(self.guard(conn, now));
                 }
                 continue;
@@ -334,34 +339,53 @@ impl Pool {
     }
 
     /// Checks an idle connection before handing it out; closes it if broken,
-    /// expired, or failing `server_check_query`.
+    /// expired, or failing `server_check_query`. Synchronous unless the check
+    /// query is due, so the common checkout builds no extra future.
     async fn vet_idle(
         &self,
-        mut conn: Box<ServerConn>,
+        conn: Box<ServerConn>,
         s: &PoolSettings,
         now: Instant,
     ) -> Option<Box<ServerConn>> {
+        match self.vet_idle_now(conn, s, now) {
+            Vetted::Ready(conn) => Some(conn),
+            Vetted::Closed => None,
+            Vetted::CheckDue(conn) => self.run_check_query(conn, s).await,
+        }
+    }
+
+    /// The checks of [`Self::vet_idle`] that need no round trip.
+    fn vet_idle_now(&self, conn: Box<ServerConn>, s: &PoolSettings, now: Instant) -> Vetted {
         if !conn.is_healthy_when_idle() || expired(&conn, s, now) {
             self.forget(conn, false);
-            return None;
+            return Vetted::Closed;
         }
         if !s.check_query.is_empty()
             && now.saturating_duration_since(conn.last_used) >= s.check_delay
         {
-            let check = tokio::time::timeout(
-                s.target.connect_timeout,
-                conn.run_control_query(&s.check_query),
-            );
-            match check.await {
-                Ok(Ok(None)) => {}
-                _ => {
-                    s.hosts.set_aside(conn.host, "server_check_query failed");
-                    self.forget(conn, false);
-                    return None;
-                }
+            return Vetted::CheckDue(conn);
+        }
+        Vetted::Ready(conn)
+    }
+
+    /// Runs `server_check_query`; the connection back if it answered cleanly.
+    async fn run_check_query(
+        &self,
+        mut conn: Box<ServerConn>,
+        s: &PoolSettings,
+    ) -> Option<Box<ServerConn>> {
+        let check = tokio::time::timeout(
+            s.target.connect_timeout,
+            conn.run_control_query(&s.check_query),
+        );
+        match check.await {
+            Ok(Ok(None)) => Some(conn),
+            _ => {
+                s.hosts.set_aside(conn.host, "server_check_query failed");
+                self.forget(conn, false);
+                None
             }
         }
-        Some(conn)
     }
 
     /// Starts opening a connection if waiters outnumber connections being
@@ -692,6 +716,16 @@ fn fits_role(conn: &ServerConn, hosts: &HostSet) -> bool {
         }
         _ => true,
     }
+}
+
+/// What the synchronous checks make of an idle connection.
+enum Vetted {
+    /// Fit to hand out.
+    Ready(Box<ServerConn>),
+    /// Broken or expired: already closed.
+    Closed,
+    /// Idle longer than `server_check_delay`: run `server_check_query` first.
+    CheckDue(Box<ServerConn>),
 }
 
 fn expired(conn: &ServerConn, s: &PoolSettings, now: Instant) -> bool {
