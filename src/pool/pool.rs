@@ -21,6 +21,7 @@ use super::db_limit::DbLimit;
 use super::handoff::{WaitGuard, WaitSlot, Waiter};
 use crate::config::PoolMode;
 use crate::observe::cards::ServerCard;
+use crate::observe::clock::has_elapsed;
 use crate::observe::stats::PoolStats;
 use crate::server::hosts::{HostSet, ServerRole};
 use crate::server::{ConnectError, ConnectTarget, ServerConn};
@@ -360,9 +361,7 @@ impl Pool {
             self.forget(conn, false);
             return Vetted::Closed;
         }
-        if !s.check_query.is_empty()
-            && now.saturating_duration_since(conn.last_used) >= s.check_delay
-        {
+        if !s.check_query.is_empty() && has_elapsed(now, conn.last_used, s.check_delay) {
             return Vetted::CheckDue(conn);
         }
         Vetted::Ready(conn)
@@ -731,5 +730,5 @@ enum Vetted {
 fn expired(conn: &ServerConn, s: &PoolSettings, now: Instant) -> bool {
     !s.hosts.is_current(conn.host, conn.host_generation)
         || conn.epoch != s.epoch
-        || !s.lifetime.is_zero() && now.saturating_duration_since(conn.created) >= s.lifetime
+        || !s.lifetime.is_zero() && has_elapsed(now, conn.created, s.lifetime)
 }
