@@ -6,6 +6,7 @@
 //! waiter, so the order clients are served in is the order they asked in.
 
 mod counts;
+mod vet;
 
 pub use counts::PoolCounts;
 
@@ -21,10 +22,10 @@ use super::db_limit::DbLimit;
 use super::handoff::{WaitGuard, WaitSlot, Waiter};
 use crate::config::PoolMode;
 use crate::observe::cards::ServerCard;
-use crate::observe::clock::has_elapsed;
 use crate::observe::stats::PoolStats;
-use crate::server::hosts::{HostSet, ServerRole};
+use crate::server::hosts::HostSet;
 use crate::server::{ConnectError, ConnectTarget, ServerConn};
+use vet::{expired, fits_role, Vetted};
 
 /// Identifies a pool: the database entry clients name, and the user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -299,33 +300,35 @@ impl Pool {
                 idle
             };
             drop(leftover);
-            if let Some(conn) = idle {
-                let conn = match self.vet_idle_now(conn, settings, now) {
-                    Vetted::Ready(conn) => Some(conn),
-                    Vetted::Closed => None,
-                    Vetted::CheckDue(conn) => self.run_check_query(conn, settings).await,
-                };
-                if let Some(conn) = conn {
-                    return Ok(self.guard(conn, now));
+            let conn = match idle {
+                Some(conn) => conn,
+                None => {
+                    let mut wait = WaitGuard {
+                        slot,
+                        stats: &self.stats,
+                        since: now,
+                        done: false,
+                    };
+                    let result = std::future::poll_fn(|cx| slot.poll_take(cx)).await;
+                    wait.done = true;
+                    let waited = now;
+                    now = Instant::now();
+                    self.stats
+                        .waiting_ended(now.saturating_duration_since(waited));
+                    let Some(conn) = result?.into_conn() else {
+                        continue;
+                    };
+                    conn
                 }
-                continue;
-            }
-            let mut wait = WaitGuard {
-                slot,
-                stats: &self.stats,
-                since: now,
-                done: false,
             };
-            let result = std::future::poll_fn(|cx| slot.poll_take(cx)).await;
-            wait.done = true;
-            let waited = now;
-            now = Instant::now();
-            self.stats
-                .waiting_ended(now.saturating_duration_since(waited));
-            let Some(conn) = result?.into_conn() else {
-                continue;
+            // Synchronous unless the check query is due, so the common
+            // checkout builds no extra future.
+            let conn = match self.vet_idle(conn, settings, now) {
+                Vetted::Ready(conn) => Some(conn),
+                Vetted::Closed => None,
+                Vetted::CheckDue(conn) => self.run_check_query(conn, settings).await,
             };
-            if let Some(conn) = self.vet_idle(conn, settings, now).await {
+            if let Some(conn) = conn {
                 return Ok(self.guard(conn, now));
             }
         }
@@ -336,54 +339,6 @@ impl Pool {
             Some(pool) => Checkout::new(pool, conn, at),
             // Unreachable while `&self` is alive through an Arc.
             None => Checkout::detached(conn, at),
-        }
-    }
-
-    /// Checks an idle connection before handing it out; closes it if broken,
-    /// expired, or failing `server_check_query`. Synchronous unless the check
-    /// query is due, so the common checkout builds no extra future.
-    async fn vet_idle(
-        &self,
-        conn: Box<ServerConn>,
-        s: &PoolSettings,
-        now: Instant,
-    ) -> Option<Box<ServerConn>> {
-        match self.vet_idle_now(conn, s, now) {
-            Vetted::Ready(conn) => Some(conn),
-            Vetted::Closed => None,
-            Vetted::CheckDue(conn) => self.run_check_query(conn, s).await,
-        }
-    }
-
-    /// The checks of [`Self::vet_idle`] that need no round trip.
-    fn vet_idle_now(&self, conn: Box<ServerConn>, s: &PoolSettings, now: Instant) -> Vetted {
-        if !conn.is_healthy_when_idle() || expired(&conn, s, now) {
-            self.forget(conn, false);
-            return Vetted::Closed;
-        }
-        if !s.check_query.is_empty() && has_elapsed(now, conn.last_used, s.check_delay) {
-            return Vetted::CheckDue(conn);
-        }
-        Vetted::Ready(conn)
-    }
-
-    /// Runs `server_check_query`; the connection back if it answered cleanly.
-    async fn run_check_query(
-        &self,
-        mut conn: Box<ServerConn>,
-        s: &PoolSettings,
-    ) -> Option<Box<ServerConn>> {
-        let check = tokio::time::timeout(
-            s.target.connect_timeout,
-            conn.run_control_query(&s.check_query),
-        );
-        match check.await {
-            Ok(Ok(None)) => Some(conn),
-            _ => {
-                s.hosts.set_aside(conn.host, "server_check_query failed");
-                self.forget(conn, false);
-                None
-            }
         }
     }
 
@@ -698,37 +653,4 @@ fn allowed_open(st: &State, s: &PoolSettings) -> u32 {
     } else {
         s.size
     }
-}
-
-/// False if the connection's server is no longer of the role the entry
-/// needs (it reported a change, or refused a write as read-only); the host
-/// set learns of it, so its other connections retire too.
-fn fits_role(conn: &ServerConn, hosts: &HostSet) -> bool {
-    if conn.read_only_refusal && hosts.role == crate::config::Role::Writer {
-        hosts.role_in_doubt(conn.host);
-        return false;
-    }
-    match conn.standby {
-        Some(standby) if !hosts.still_accepts(conn.host, Some(standby)) => {
-            hosts.note_role(conn.host, ServerRole::from_standby(standby));
-            false
-        }
-        _ => true,
-    }
-}
-
-/// What the synchronous checks make of an idle connection.
-enum Vetted {
-    /// Fit to hand out.
-    Ready(Box<ServerConn>),
-    /// Broken or expired: already closed.
-    Closed,
-    /// Idle longer than `server_check_delay`: run `server_check_query` first.
-    CheckDue(Box<ServerConn>),
-}
-
-fn expired(conn: &ServerConn, s: &PoolSettings, now: Instant) -> bool {
-    !s.hosts.is_current(conn.host, conn.host_generation)
-        || conn.epoch != s.epoch
-        || !s.lifetime.is_zero() && has_elapsed(now, conn.created, s.lifetime)
 }
