@@ -26,6 +26,8 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|w| w.parse::<usize>().ok())
         .unwrap_or(1);
+    // One thread runs every session: per-transaction counters need no locked adds.
+    pgpool_rs::observe::stats::set_one_writer(workers <= 1);
     let built = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -5,4 +5,4 @@ pub mod listener;
 pub mod stream;
 pub mod tls;
 
-pub use stream::ClientStream;
+pub use stream::{ClientStream, ReadInterest};

@@ -18,7 +18,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::tls::TlsClient;
@@ -52,6 +52,31 @@ impl ClientStream {
             }
             ClientStream::Closed => Poll::Ready(Ok(())),
         }
+    }
+
+    /// True when a read wait can be skipped: `interest` says this task's waker
+    /// is already registered for the socket's read readiness, and no readiness
+    /// has arrived since (plain TCP only; a TLS stream always waits anew).
+    /// Seeing readiness forgets the registration, since the wake-up that set it
+    /// has taken the waker.
+    pub fn read_wait_registered(&self, interest: &mut ReadInterest) -> bool {
+        if !interest.registered {
+            return false;
+        }
+        if let ClientStream::Plain(s) = self {
+            // Runs the closure only when readiness is set; otherwise returns
+            // WouldBlock without touching the socket or the waker.
+            let mut ready = false;
+            let _ = s.try_io(Interest::READABLE, || {
+                ready = true;
+                Ok(())
+            });
+            if !ready {
+                return true;
+            }
+        }
+        interest.registered = false;
+        false
     }
 
     /// The peer's address.
@@ -91,6 +116,28 @@ impl ClientStream {
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.write_all(bytes).await?;
         self.flush().await
+    }
+}
+
+/// Whether the session's task has its waker registered for the client
+/// socket's read readiness. A client is waited on several times per
+/// transaction (for its next message, and by the relay while the server
+/// works); registering each time takes the socket's waiter lock, so once a
+/// wait has registered, later waits check readiness only
+/// ([`ClientStream::read_wait_registered`]). Set only after a read or
+/// readiness poll returned `Pending` with the session task's waker; any
+/// `Ready` clears it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadInterest {
+    registered: bool,
+}
+
+impl ReadInterest {
+    /// Records the outcome of a read or readiness poll of the client made
+    /// with the session task's waker.
+    #[inline]
+    pub fn polled<T>(&mut self, poll: &Poll<T>) {
+        self.registered = poll.is_pending();
     }
 }
 
@@ -135,5 +182,77 @@ impl AsyncWrite for ClientStream {
             ClientStream::Tls(t) => Pin::new(&mut t.stream).poll_shutdown(cx),
             ClientStream::Closed => Poll::Ready(Ok(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+    use tokio::io::AsyncWriteExt;
+
+    /// Records that it was woken.
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_registered_read_wait_is_skipped_until_readiness_arrives() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let stream = ClientStream::Plain(listener.accept().await.unwrap().0);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut interest = ReadInterest::default();
+
+        assert!(
+            !stream.read_wait_registered(&mut interest),
+            "nothing registered yet"
+        );
+        // A new socket may start out marked readable; a read that finds
+        // nothing clears that, as in the session's steady state.
+        if let ClientStream::Plain(s) = &stream {
+            let err = s.try_read(&mut [0; 8]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        }
+        let poll = stream.poll_readable(&mut cx);
+        interest.polled(&poll);
+        assert!(poll.is_pending(), "the peer has sent nothing");
+        assert!(
+            stream.read_wait_registered(&mut interest),
+            "registered and nothing arrived: the wait can be skipped"
+        );
+
+        peer.write_all(b"Q").await.unwrap();
+        while !flag.0.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(
+            !stream.read_wait_registered(&mut interest),
+            "readiness arrived (and took the waker): wait again"
+        );
+        assert!(
+            !stream.read_wait_registered(&mut interest),
+            "the registration is forgotten once readiness was seen"
+        );
+        assert!(stream.poll_readable(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_ready_poll_forgets_the_registration() {
+        let mut interest = ReadInterest::default();
+        interest.polled(&Poll::<()>::Pending);
+        assert!(interest.registered);
+        interest.polled(&Poll::Ready(()));
+        assert!(!interest.registered);
     }
 }

@@ -4,6 +4,28 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+/// Set when one thread runs every client session (the current-thread runtime).
+static ONE_WRITER: AtomicBool = AtomicBool::new(false);
+
+/// Declares whether one thread runs every client session. The counters a
+/// transaction moves are then added with a plain load and store instead of a
+/// locked read-modify-write (a full memory barrier each, six per
+/// transaction); readers on other threads still see whole values. Call it
+/// before serving; the default (false) is right for any runtime.
+pub fn set_one_writer(one: bool) {
+    ONE_WRITER.store(one, Relaxed);
+}
+
+/// Adds `v` to a per-transaction counter (see [`set_one_writer`]).
+#[inline]
+fn add(counter: &AtomicU64, v: u64) {
+    if ONE_WRITER.load(Relaxed) {
+        counter.store(counter.load(Relaxed).wrapping_add(v), Relaxed);
+    } else {
+        counter.fetch_add(v, Relaxed);
+    }
+}
+
 /// Per-pool counters.
 #[derive(Debug, Default)]
 pub struct PoolStats {
@@ -114,18 +136,18 @@ impl PoolStats {
     /// Adds the time a transaction held its server connection.
     pub fn add_xact_time(&self, held: Duration) {
         let us = held.as_micros() as u64;
-        self.xact_us.fetch_add(us, Relaxed);
+        add(&self.xact_us, us);
         self.xact_times.observe_us(us);
     }
 
     /// Folds one relay run's totals in.
     pub fn add_traffic(&self, xacts: u64, queries: u64, bytes_in: u64, bytes_out: u64) {
         if xacts > 0 {
-            self.xact_count.fetch_add(xacts, Relaxed);
+            add(&self.xact_count, xacts);
         }
-        self.query_count.fetch_add(queries, Relaxed);
-        self.bytes_in.fetch_add(bytes_in, Relaxed);
-        self.bytes_out.fetch_add(bytes_out, Relaxed);
+        add(&self.query_count, queries);
+        add(&self.bytes_in, bytes_in);
+        add(&self.bytes_out, bytes_out);
     }
 }
 
@@ -175,7 +197,7 @@ impl LatencyBuckets {
     /// Counts one observation of `us` microseconds.
     pub fn observe_us(&self, us: u64) {
         let i = LATENCY_BOUNDS_US.partition_point(|&bound| bound < us);
-        self.counts[i].fetch_add(1, Relaxed);
+        add(&self.counts[i], 1);
     }
 
     /// Per-bucket counts, in the order of [`LATENCY_BOUNDS_US`], then the

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use crate::app::Shared;
 use crate::config::PoolMode;
 use crate::error::{sqlstate, ClientError};
-use crate::net::ClientStream;
+use crate::net::{ClientStream, ReadInterest};
 use crate::observe::cards::ClientInfo;
 use crate::pool::checkout::Release;
 use crate::pool::{Checkout, CheckoutError, Pool, PoolSettings, SettingsCache, WaitSlot};
@@ -83,6 +83,7 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
         statements: ClientStatements::default(),
         expect: ExpectQueue::default(),
         wait_slot: WaitSlot::new(),
+        read_interest: ReadInterest::default(),
     };
     let pool_stats = session.login.pool.clone();
     pool_stats.stats.client_joined();
@@ -122,6 +123,8 @@ struct Session {
     expect: ExpectQueue,
     /// Where the pool hands this client a connection when it had to wait.
     wait_slot: Arc<WaitSlot>,
+    /// Whether this task's waker is registered for the client's reads.
+    read_interest: ReadInterest,
 }
 
 impl Session {
@@ -254,6 +257,7 @@ impl Session {
                     idle_timer.set(Some(tokio::time::sleep(client_idle)));
                 }
                 let client = &self.client;
+                let interest = &mut self.read_interest;
                 poll_fn(|cx| {
                     if closing.load(Ordering::Relaxed) {
                         return Poll::Ready(Err(shutting_down()));
@@ -264,7 +268,12 @@ impl Session {
                             return Poll::Ready(Err(client_idle_timeout(client_idle)));
                         }
                     }
-                    client.poll_readable(cx).map_err(|_| closed())
+                    if client.read_wait_registered(interest) {
+                        return Poll::Pending;
+                    }
+                    let readable = client.poll_readable(cx);
+                    interest.polled(&readable);
+                    readable.map_err(|_| closed())
                 })
                 .await?;
             }
@@ -274,12 +283,14 @@ impl Session {
             // Under TLS, readiness may mean only part of a record has
             // arrived; a shutdown must not wait for the rest.
             let (client, cbuf) = (&mut self.client, &mut self.cbuf);
+            let interest = &mut self.read_interest;
             let read = poll_fn(|cx| {
                 if closing.load(Ordering::Relaxed) {
                     return Poll::Ready(Err(shutting_down()));
                 }
-                tokio_util::io::poll_read_buf(Pin::new(&mut *client), cx, &mut *cbuf)
-                    .map(|r| Ok(r.unwrap_or(0)))
+                let read = tokio_util::io::poll_read_buf(Pin::new(&mut *client), cx, &mut *cbuf);
+                interest.polled(&read);
+                read.map(|r| Ok(r.unwrap_or(0)))
             })
             .await?;
             if read == 0 {
@@ -329,6 +340,7 @@ impl Session {
             wanted: &mut self.login.wanted,
             statements: &mut self.statements,
             expect: &mut self.expect,
+            read_interest: &mut self.read_interest,
         };
         let mut relay = Relay::new(client, conn, release_on_idle, max_prepared, timeouts);
         let outcome = relay.run().await;

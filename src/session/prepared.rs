@@ -190,6 +190,9 @@ impl Expect {
 #[derive(Debug, Default)]
 pub struct ExpectQueue {
     q: VecDeque<Expect>,
+    /// How many entries are [`Expect::Synthetic`]: the relay asks after
+    /// every server message whether it owes a reply, almost always in vain.
+    owed: usize,
     /// After an error in an extended-protocol batch the server skips to the
     /// next Sync: messages sent meanwhile get no replies.
     pub skipping: bool,
@@ -204,7 +207,15 @@ impl ExpectQueue {
             }
             self.skipping = false;
         }
+        self.owed += usize::from(matches!(e, Expect::Synthetic(_)));
         self.q.push_back(e);
+    }
+
+    /// True when a reply the pooler gives itself is queued (not necessarily
+    /// at the front).
+    #[inline]
+    pub fn owes(&self) -> bool {
+        self.owed > 0
     }
 
     /// The oldest expectation.
@@ -214,7 +225,9 @@ impl ExpectQueue {
 
     /// Removes the oldest expectation.
     pub fn pop(&mut self) -> Option<Expect> {
-        self.q.pop_front()
+        let e = self.q.pop_front();
+        self.owed -= usize::from(matches!(e, Some(Expect::Synthetic(_))));
+        e
     }
 
     /// An extended-protocol error: drops what the server will skip (up to
@@ -225,7 +238,7 @@ impl ExpectQueue {
             if *e == Expect::Sync {
                 return dropped;
             }
-            if let Some(e) = self.q.pop_front() {
+            if let Some(e) = self.pop() {
                 dropped.push(e);
             }
         }
@@ -258,6 +271,7 @@ impl ExpectQueue {
     /// Forgets everything (a new relay run starts in step).
     pub fn clear(&mut self) {
         self.q.clear();
+        self.owed = 0;
         self.skipping = false;
     }
 }
@@ -278,6 +292,28 @@ mod tests {
         assert!(a.name.starts_with(PREFIX));
         assert_eq!(a.name.len(), PREFIX.len() + 32);
         assert_eq!(&a.tail[..], b"SELECT $1\0\0\x01\0\0\0\x17");
+    }
+
+    #[test]
+    fn owes_counts_queued_synthetic_replies() {
+        let mut q = ExpectQueue::default();
+        assert!(!q.owes());
+        q.push(Expect::Bind);
+        q.push(Expect::Synthetic(b'3'));
+        q.push(Expect::Synthetic(b'1'));
+        assert!(q.owes(), "owed behind a Bind");
+        q.pop();
+        q.pop();
+        assert!(q.owes(), "one still queued");
+        q.pop();
+        assert!(!q.owes());
+        q.push(Expect::Synthetic(b'1'));
+        q.push(Expect::Sync);
+        assert_eq!(q.error_skip(), vec![Expect::Synthetic(b'1')]);
+        assert!(!q.owes(), "dropped by an error skip");
+        q.push(Expect::Synthetic(b'3'));
+        q.clear();
+        assert!(!q.owes());
     }
 
     #[test]

@@ -36,7 +36,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::prepared::{ClientStatements, ExpectQueue};
-use crate::net::ClientStream;
+use crate::net::{ClientStream, ReadInterest};
 use crate::protocol::backend::TxStatus;
 use crate::protocol::frame::FrameError;
 use crate::server::params::ParamSet;
@@ -134,6 +134,8 @@ pub struct ClientSide<'a> {
     pub statements: &'a mut ClientStatements,
     /// Expected replies; kept by the session so its allocation is reused.
     pub expect: &'a mut ExpectQueue,
+    /// Whether the task's waker is registered for the client's reads.
+    pub read_interest: &'a mut ReadInterest,
 }
 
 /// One relay run over a checked-out server connection.
@@ -279,7 +281,20 @@ impl<'a> Relay<'a> {
                     progress = true;
                 }
             } else if !blocked.client_read {
-                match poll_read_into(self.client.stream, cx, self.client.buf) {
+                // Waiting on the client again while its last wait is still
+                // registered (the server woke this task) costs a readiness check.
+                let read = if self
+                    .client
+                    .stream
+                    .read_wait_registered(self.client.read_interest)
+                {
+                    Poll::Pending
+                } else {
+                    let read = poll_read_into(self.client.stream, cx, self.client.buf);
+                    self.client.read_interest.polled(&read);
+                    read
+                };
+                match read {
                     Poll::Ready(Ok(0)) => {
                         self.client_eof = true;
                         progress = true;

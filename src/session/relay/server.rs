@@ -177,14 +177,19 @@ impl Relay<'_> {
     /// Inserts the replies the pooler owes (ParseComplete for a statement the
     /// server already had, CloseComplete for a client Close) once everything
     /// before them has been answered.
-    #[inline]
+    #[inline(always)]
     pub(super) fn emit_owed_replies(&mut self) {
-        if self.s_skip == 0 && matches!(self.client.expect.front(), Some(Expect::Synthetic(_))) {
+        if self.client.expect.owes()
+            && self.s_skip == 0
+            && matches!(self.client.expect.front(), Some(Expect::Synthetic(_)))
+        {
             self.insert_owed_replies();
         }
     }
 
     /// The body of [`Self::emit_owed_replies`], when something is owed.
+    #[cold]
+    #[inline(never)]
     fn insert_owed_replies(&mut self) {
         while let Some(Expect::Synthetic(tag)) = self.client.expect.front() {
             let tag = *tag;
