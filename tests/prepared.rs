@@ -489,6 +489,51 @@ async fn error_in_the_middle_of_a_pipeline() {
     .await;
 }
 
+/// One write mixing messages the pooler passes on unchanged (written to the server
+/// straight from the client's buffer) with ones it rewrites or answers itself: the
+/// server must still get them, and the client their replies, in the order sent.
+#[tokio::test]
+async fn unchanged_and_rewritten_messages_in_one_write_keep_their_order() {
+    let pooler = pool_of(1);
+    within("mixed write", async {
+        let mut raw = RawConn::connect(pooler.port()).await;
+        raw.login("app", "app", password_of("app"), &[]).await;
+        let messages = exchange(
+            &mut raw,
+            &[
+                common::raw::query("SELECT 7"),
+                parse("mixed_s1", "SELECT $1::int + 1", &[]),
+                bind("", "mixed_s1", &[Some("41")]),
+                execute(""),
+                sync(),
+                parse("", "SELECT 'x'", &[]),
+                bind("", "", &[]),
+                execute(""),
+                close_statement("mixed_s1"),
+                sync(),
+                common::raw::query("SELECT 8"),
+            ],
+            3,
+        )
+        .await;
+        assert_eq!(
+            tags(&messages),
+            "TDCZ12DCZ12DC3Z",
+            "{}",
+            describe(&messages)
+        );
+        assert_eq!(column0(&messages), ["7", "42", "x"]);
+        let last = raw.read_until_ready().await;
+        assert_eq!(tags(&last), "TDCZ", "{}", describe(&last));
+        assert_eq!(column0(&last), ["8"]);
+
+        // The statement was closed for this client only: executing it fails.
+        let after = exchange(&mut raw, &[bind("", "mixed_s1", &[Some("1")]), sync()], 1).await;
+        assert_eq!(errors(&after).len(), 1, "{}", describe(&after));
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Configuration: passthrough and eviction
 

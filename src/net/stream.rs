@@ -64,14 +64,7 @@ impl ClientStream {
             return false;
         }
         if let ClientStream::Plain(s) = self {
-            // Runs the closure only when readiness is set; otherwise returns
-            // WouldBlock without touching the socket or the waker.
-            let mut ready = false;
-            let _ = s.try_io(Interest::READABLE, || {
-                ready = true;
-                Ok(())
-            });
-            if !ready {
+            if !marked_readable(s) {
                 return true;
             }
         }
@@ -117,6 +110,20 @@ impl ClientStream {
         self.write_all(bytes).await?;
         self.flush().await
     }
+}
+
+/// True when the reactor has marked `tcp` readable (bytes or EOF arrived)
+/// since a read last found it empty. Neither touches the socket nor
+/// registers a waker: one atomic load.
+#[inline]
+pub fn marked_readable(tcp: &TcpStream) -> bool {
+    // `try_io` runs the closure only when the readiness mark is set.
+    let mut marked = false;
+    let _ = tcp.try_io(Interest::READABLE, || {
+        marked = true;
+        Ok(())
+    });
+    marked
 }
 
 /// Whether the session's task has its waker registered for the client

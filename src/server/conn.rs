@@ -543,13 +543,16 @@ impl ServerConn {
             return false;
         }
         // The reactor marks the socket readable when bytes or EOF arrive; a
-        // short read cleared that mark, and `try_read` on an unmarked socket
-        // returns WouldBlock without a syscall (and, unlike a poll, without
-        // taking the registration's lock to store a waker). Under TLS, bytes
+        // short read cleared that mark, so an unmarked socket needs no read
+        // at all (nor, unlike a poll, the registration's lock to store a
+        // waker); a marked one is probed with a read. Under TLS, bytes
         // on an idle socket are a record the server sent unasked (a FATAL, an
         // alert, close_notify): unhealthy too, so consuming the probe byte
         // from under rustls does no harm — the connection is dropped.
         let tcp = self.stream.tcp();
+        if !crate::net::stream::marked_readable(tcp) {
+            return true;
+        }
         let mut probe = [0u8; 1];
         match tcp.try_read(&mut probe) {
             Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,

@@ -1,6 +1,10 @@
-//! Client → server: each client message is copied into the server
-//! connection's `out` buffer, rewritten where the pooler manages named
-//! prepared statements, with an expectation queued for its reply.
+//! Client → server: each client message is passed on with an expectation
+//! queued for its reply. Messages passed on unchanged while nothing else
+//! waits for the server are written straight from the client's buffer (the
+//! relay's `c_fwd` prefix); anything rewritten (where the pooler manages
+//! named prepared statements) or queued behind rewritten bytes goes through
+//! the server connection's `out` buffer, which first takes that prefix over
+//! so the order holds.
 
 use std::sync::Arc;
 
@@ -29,10 +33,11 @@ impl Relay<'_> {
         self.c_paused = false;
         loop {
             if self.c_skip > 0 {
-                let n = self.c_skip.min(self.client.buf.len());
+                let n = self.c_skip.min(self.client.buf.len() - self.c_fwd);
                 if n == 0 {
                     return Ok(());
                 }
+                self.take_over_forwarded();
                 self.server.out.extend_from_slice(&self.client.buf[..n]);
                 self.client.buf.advance(n);
                 self.c_skip -= n;
@@ -44,13 +49,14 @@ impl Relay<'_> {
                     // Extended-protocol replies wait in the server's buffer for a
                     // Sync the client has not sent yet: ask for them now. (At a
                     // message boundary: nothing is half-copied here.)
+                    self.take_over_forwarded();
                     put_message(&mut self.server.out, ftag::FLUSH, &[]);
                     self.flushed = true;
                 }
                 break;
             }
             self.flushed = false;
-            let h = match read_header(self.client.buf) {
+            let h = match read_header(self.unscanned()) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
                 Err(e) => return Err(RelayError::ClientProtocol(e.to_string())),
@@ -63,11 +69,12 @@ impl Relay<'_> {
             }
             if h.tag == ftag::TERMINATE {
                 self.client_terminated = true;
+                self.take_over_forwarded();
                 self.client.buf.clear();
                 break;
             }
             self.parked = false;
-            let whole = self.client.buf.len() >= h.total();
+            let whole = self.unscanned().len() >= h.total();
             let needs_body = matches!(
                 h.tag,
                 ftag::QUERY | ftag::PARSE | ftag::BIND | ftag::DESCRIBE | ftag::CLOSE
@@ -75,7 +82,7 @@ impl Relay<'_> {
             if whole || !needs_body {
                 self.client_message(h, whole)?;
             } else if h.body_len() <= INSPECT_CAP {
-                let missing = h.total() - self.client.buf.len();
+                let missing = h.total() - self.unscanned().len();
                 self.client.buf.reserve(missing);
                 break;
             } else if !self.large_message(h) {
@@ -95,7 +102,7 @@ impl Relay<'_> {
                 self.pending += 1;
                 self.syncs_since_execute = 0;
                 self.counts.queries += 1;
-                let body = &self.client.buf[HEADER_LEN..h.total()];
+                let body = &self.client.buf[self.c_fwd + HEADER_LEN..self.c_fwd + h.total()];
                 if !self.server.dirty
                     && text_is_dirty(frontend::query_text(h.tag, body).unwrap_or_default())
                 {
@@ -106,7 +113,7 @@ impl Relay<'_> {
             }
             ftag::PARSE => {
                 self.unsynced = true;
-                let body = &self.client.buf[HEADER_LEN..h.total()];
+                let body = &self.client.buf[self.c_fwd + HEADER_LEN..self.c_fwd + h.total()];
                 let named = frontend::parse_statement_name(body).is_some_and(|n| !n.is_empty());
                 if !self.server.dirty
                     && text_is_dirty(frontend::query_text(h.tag, body).unwrap_or_default())
@@ -119,6 +126,7 @@ impl Relay<'_> {
                 {
                     Some((client_name, stmt)) => {
                         let client_name = client_name.to_vec();
+                        self.take_over_forwarded();
                         let client_name = &client_name[..];
                         let stmt = Arc::new(stmt);
                         self.client
@@ -152,7 +160,7 @@ impl Relay<'_> {
                 } else {
                     Expect::Describe
                 };
-                let body = &self.client.buf[HEADER_LEN..h.total()];
+                let body = &self.client.buf[self.c_fwd + HEADER_LEN..self.c_fwd + h.total()];
                 let target = if h.tag == ftag::BIND {
                     frontend::bind_names(body)
                 } else {
@@ -172,6 +180,7 @@ impl Relay<'_> {
                         // again once `ensure_prepared` has queued any Parse
                         // (no copy per message).
                         let (lead_len, after_len) = (lead.len(), after.len());
+                        self.take_over_forwarded();
                         self.ensure_prepared(&stmt);
                         let body = &self.client.buf[HEADER_LEN..h.total()];
                         let after = &body[body.len() - after_len..];
@@ -196,7 +205,7 @@ impl Relay<'_> {
             }
             ftag::CLOSE => {
                 self.unsynced = true;
-                let body = &self.client.buf[HEADER_LEN..h.total()];
+                let body = &self.client.buf[self.c_fwd + HEADER_LEN..self.c_fwd + h.total()];
                 let statement = frontend::target(body)
                     .filter(|(kind, name, _)| *kind == b'S' && !name.is_empty())
                     .map(|(_, name, _)| name);
@@ -205,6 +214,7 @@ impl Relay<'_> {
                         // Answered by the pooler: the server keeps the statement
                         // for other clients that share it.
                         self.client.statements.remove(name);
+                        self.take_over_forwarded();
                         self.client.buf.advance(h.total());
                         self.client.expect.push(Expect::Synthetic(b'3'));
                     }
@@ -247,6 +257,7 @@ impl Relay<'_> {
                 if whole {
                     self.copy_whole(h);
                 } else {
+                    self.take_over_forwarded();
                     let n = self.client.buf.len();
                     self.server.out.extend_from_slice(&self.client.buf[..n]);
                     self.client.buf.advance(n);
@@ -263,6 +274,7 @@ impl Relay<'_> {
     /// their names, rewritten from the buffered prefix. False if more bytes
     /// are needed first.
     fn large_message(&mut self, h: Header) -> bool {
+        self.take_over_forwarded();
         let prepared = self.max_prepared > 0 && !self.client.expect.skipping;
         let body = &self.client.buf[HEADER_LEN..];
         let (expect, prefix) = match h.tag {
@@ -327,6 +339,7 @@ impl Relay<'_> {
     /// Waits for a large message's leading names; a message whose names do
     /// not fit the inspection cap is a protocol violation caught later.
     fn need_names(&mut self, h: Header) -> bool {
+        self.take_over_forwarded();
         let want = (HEADER_LEN + 256).min(h.total());
         if self.client.buf.len() < want {
             self.client.buf.reserve(want - self.client.buf.len());
@@ -346,11 +359,39 @@ impl Relay<'_> {
         true
     }
 
+    /// Passes one whole message on unchanged: straight from the client's
+    /// buffer while nothing else waits for the server, else copied behind
+    /// what does.
     fn copy_whole(&mut self, h: Header) {
-        self.server
-            .out
-            .extend_from_slice(&self.client.buf[..h.total()]);
-        self.client.buf.advance(h.total());
+        if self.server.out.is_empty() {
+            self.c_fwd += h.total();
+        } else {
+            debug_assert_eq!(self.c_fwd, 0);
+            self.server
+                .out
+                .extend_from_slice(&self.client.buf[..h.total()]);
+            self.client.buf.advance(h.total());
+        }
+    }
+
+    /// The client bytes after those already passed on.
+    #[inline]
+    fn unscanned(&self) -> &[u8] {
+        &self.client.buf[self.c_fwd..]
+    }
+
+    /// Moves the bytes passed on straight from the client's buffer into the
+    /// server's `out` buffer, before anything is added there or the client's
+    /// buffer is consumed otherwise: `out` then holds everything in order and
+    /// the next message is at the front of the client's buffer.
+    fn take_over_forwarded(&mut self) {
+        if self.c_fwd > 0 {
+            self.server
+                .out
+                .extend_from_slice(&self.client.buf[..self.c_fwd]);
+            self.client.buf.advance(self.c_fwd);
+            self.c_fwd = 0;
+        }
     }
 
     /// Makes sure the serving connection has `stmt`, injecting its Parse.

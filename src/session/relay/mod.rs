@@ -147,6 +147,10 @@ pub struct Relay<'a> {
     max_prepared: usize,
     /// Body bytes of a streamed client message still to copy.
     c_skip: usize,
+    /// Client bytes at the front of its buffer, scanned and passed on
+    /// unchanged, still to be written to the server straight from there (no
+    /// copy). Only while `server.out` is empty, so they keep their order.
+    c_fwd: usize,
     /// Scanning of client messages stopped at a backlog (see [`MAX_IN_FLIGHT`]).
     c_paused: bool,
     /// A Flush was injected for the current backlog.
@@ -190,6 +194,7 @@ impl<'a> Relay<'a> {
             release_on_idle,
             max_prepared: max_prepared as usize,
             c_skip: 0,
+            c_fwd: 0,
             c_paused: false,
             flushed: false,
             s_ready: 0,
@@ -219,7 +224,7 @@ impl<'a> Relay<'a> {
     /// True while client messages must wait for the server or the client to
     /// catch up.
     fn backlogged(&self) -> bool {
-        self.server.out.len() >= SERVER_OUT_HIGH
+        self.server.out.len() + self.c_fwd >= SERVER_OUT_HIGH
             || self.s_ready >= CLIENT_OUT_HIGH
             || self.client.expect.len() >= MAX_IN_FLIGHT
     }
@@ -235,6 +240,12 @@ impl<'a> Relay<'a> {
         } else {
             None
         }
+    }
+
+    /// True when nothing waits to be written to the server.
+    #[inline]
+    fn to_server_empty(&self) -> bool {
+        self.server.out.is_empty() && self.c_fwd == 0
     }
 
     fn server_clean(&self) -> bool {
@@ -255,16 +266,27 @@ impl<'a> Relay<'a> {
             let mut progress = false;
 
             // Client → server.
-            if !self.server.out.is_empty() {
+            if !self.to_server_empty() {
                 // Skipped while waiting for the server's socket to drain.
                 if !blocked.server_write {
-                    match Pin::new(&mut self.server.stream).poll_write(cx, &self.server.out) {
+                    debug_assert!(self.c_fwd == 0 || self.server.out.is_empty());
+                    let out = if self.c_fwd > 0 {
+                        &self.client.buf[..self.c_fwd]
+                    } else {
+                        &self.server.out[..]
+                    };
+                    match Pin::new(&mut self.server.stream).poll_write(cx, out) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                             self.server_eof = true;
                             return Poll::Ready(Ok(Outcome::ServerGone { told_client: false }));
                         }
                         Poll::Ready(Ok(n)) => {
-                            self.server.out.advance(n);
+                            if self.c_fwd > 0 {
+                                self.client.buf.advance(n);
+                                self.c_fwd -= n;
+                            } else {
+                                self.server.out.advance(n);
+                            }
                             progress = true;
                         }
                         Poll::Pending => blocked.server_write = true,
@@ -308,7 +330,7 @@ impl<'a> Relay<'a> {
                     Poll::Pending => blocked.client_read = true,
                 }
             }
-            if self.server.out.is_empty() {
+            if self.to_server_empty() {
                 // TLS: push out what rustls still holds (no-op for plain TCP).
                 if let Poll::Ready(Err(_)) = Pin::new(&mut self.server.stream).poll_flush(cx) {
                     self.server_eof = true;
@@ -346,7 +368,7 @@ impl<'a> Relay<'a> {
                 }));
             } else if self.parked {
                 if self.release_on_idle
-                    && self.server.out.is_empty()
+                    && self.to_server_empty()
                     && self.c_skip == 0
                     && self.server_clean()
                 {
