@@ -10,14 +10,21 @@
 # ---- build: the official Rust image on Debian 12, the same glibc (2.36) as the runtime.
 # Pinned to the toolchain the project is tested with. (Cargo.lock needs Rust >= 1.88.)
 FROM rust:1.95.0-bookworm AS build
+# A profile-guided build (scripts/pgo-build.sh): the binary is trained under pgbench
+# against a throwaway PostgreSQL (`pgpool-rs demo`), so the build stage needs the
+# PostgreSQL 15 server (with pgbench), and rustup's llvm-tools (llvm-profdata).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-15 \
+    && rm -rf /var/lib/apt/lists/* \
+    && rustup component add llvm-tools
 WORKDIR /src
 COPY . .
 # Cache mounts keep the crate downloads and compiled dependencies between builds;
-# the binary is copied out of the cached target directory so the next stage sees it.
+# the binary is written outside the cached target directory so the next stage sees it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
-    && install -D -m 0755 target/release/pgpool-rs /out/pgpool-rs
+    scripts/pgo-build.sh /out/pgpool-rs
 
 # ---- runtime
 # glibc + libgcc_s (all the binary links), CA certificates and tzdata; no shell, no

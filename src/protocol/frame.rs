@@ -85,7 +85,12 @@ pub fn split_message(buf: &[u8]) -> Result<Option<(Header, &[u8])>, FrameError> 
 /// Reads a NUL-terminated string from the front of `buf`, returning it and the rest.
 #[inline]
 pub fn read_cstr(buf: &[u8]) -> Option<(&[u8], &[u8])> {
-    let end = buf.iter().position(|&b| b == 0)?;
+    // The standard library's NUL search reads a word at a time; a byte-wise
+    // `position` costs about three instructions per byte of query text.
+    let end = std::ffi::CStr::from_bytes_until_nul(buf)
+        .ok()?
+        .to_bytes()
+        .len();
     Some((&buf[..end], &buf[end + 1..]))
 }
 
@@ -128,5 +133,9 @@ mod tests {
     fn cstr() {
         assert_eq!(read_cstr(b"ab\0cd"), Some((&b"ab"[..], &b"cd"[..])));
         assert_eq!(read_cstr(b"ab"), None);
+        assert_eq!(read_cstr(b"\0"), Some((&b""[..], &b""[..])));
+        // Past the word-at-a-time search's block size: the first NUL wins.
+        let long = [&[b'x'; 40][..], b"\0y\0"].concat();
+        assert_eq!(read_cstr(&long), Some((&long[..40], &b"y\0"[..])));
     }
 }
