@@ -59,7 +59,7 @@ impl ClientStream {
     /// has arrived since (plain TCP only; a TLS stream always waits anew).
     /// Seeing readiness forgets the registration, since the wake-up that set it
     /// has taken the waker.
-    pub fn read_wait_registered(&self, interest: &mut ReadInterest) -> bool {
+    fn read_wait_registered(&self, interest: &mut ReadInterest) -> bool {
         if !interest.registered {
             return false;
         }
@@ -131,7 +131,7 @@ pub fn marked_readable(tcp: &TcpStream) -> bool {
 /// transaction (for its next message, and by the relay while the server
 /// works); registering each time takes the socket's waiter lock, so once a
 /// wait has registered, later waits check readiness only
-/// ([`ClientStream::read_wait_registered`]). Set only after a read or
+/// ([`ReadInterest::poll`]). Set only after a read or
 /// readiness poll returned `Pending` with the session task's waker; any
 /// `Ready` clears it.
 #[derive(Debug, Default, Clone, Copy)]
@@ -140,10 +140,28 @@ pub struct ReadInterest {
 }
 
 impl ReadInterest {
+    /// Runs `op`, a read or readiness poll of `stream` with the session
+    /// task's waker, and records its outcome; or, while this task's last wait
+    /// is still registered and nothing has arrived, returns `Pending` without
+    /// polling (and so without registering again).
+    #[inline]
+    pub fn poll<T>(
+        &mut self,
+        stream: &mut ClientStream,
+        op: impl FnOnce(&mut ClientStream) -> Poll<T>,
+    ) -> Poll<T> {
+        if stream.read_wait_registered(self) {
+            return Poll::Pending;
+        }
+        let poll = op(stream);
+        self.polled(&poll);
+        poll
+    }
+
     /// Records the outcome of a read or readiness poll of the client made
     /// with the session task's waker.
     #[inline]
-    pub fn polled<T>(&mut self, poll: &Poll<T>) {
+    fn polled<T>(&mut self, poll: &Poll<T>) {
         self.registered = poll.is_pending();
     }
 }

@@ -52,6 +52,13 @@ impl Header {
     pub fn body_len(&self) -> usize {
         self.len - 4
     }
+
+    /// The body of this message, whose header starts at `at` in `buf` (which
+    /// must hold the whole message).
+    #[inline]
+    pub fn body_in<'b>(&self, buf: &'b [u8], at: usize) -> &'b [u8] {
+        &buf[at + HEADER_LEN..at + self.total()]
+    }
 }
 
 /// Reads a header from the front of `buf`: `Ok(None)` if fewer than five bytes

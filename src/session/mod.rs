@@ -256,7 +256,7 @@ impl Session {
                 if !client_idle.is_zero() && idle_timer.is_none() {
                     idle_timer.set(Some(tokio::time::sleep(client_idle)));
                 }
-                let client = &self.client;
+                let client = &mut self.client;
                 let interest = &mut self.read_interest;
                 poll_fn(|cx| {
                     if closing.load(Ordering::Relaxed) {
@@ -268,12 +268,9 @@ impl Session {
                             return Poll::Ready(Err(client_idle_timeout(client_idle)));
                         }
                     }
-                    if client.read_wait_registered(interest) {
-                        return Poll::Pending;
-                    }
-                    let readable = client.poll_readable(cx);
-                    interest.polled(&readable);
-                    readable.map_err(|_| closed())
+                    interest
+                        .poll(client, |c| c.poll_readable(cx))
+                        .map_err(|_| closed())
                 })
                 .await?;
             }
@@ -288,9 +285,11 @@ impl Session {
                 if closing.load(Ordering::Relaxed) {
                     return Poll::Ready(Err(shutting_down()));
                 }
-                let read = tokio_util::io::poll_read_buf(Pin::new(&mut *client), cx, &mut *cbuf);
-                interest.polled(&read);
-                read.map(|r| Ok(r.unwrap_or(0)))
+                interest
+                    .poll(client, |c| {
+                        tokio_util::io::poll_read_buf(Pin::new(c), cx, &mut *cbuf)
+                    })
+                    .map(|r| Ok(r.unwrap_or(0)))
             })
             .await?;
             if read == 0 {

@@ -33,13 +33,11 @@ impl Relay<'_> {
         self.c_paused = false;
         loop {
             if self.c_skip > 0 {
-                let n = self.c_skip.min(self.client.buf.len() - self.c_fwd);
+                let n = self.c_skip.min(self.unscanned().len());
                 if n == 0 {
                     return Ok(());
                 }
-                self.take_over_forwarded();
-                self.server.out.extend_from_slice(&self.client.buf[..n]);
-                self.client.buf.advance(n);
+                self.copy_front(n);
                 self.c_skip -= n;
                 continue;
             }
@@ -102,7 +100,7 @@ impl Relay<'_> {
                 self.pending += 1;
                 self.syncs_since_execute = 0;
                 self.counts.queries += 1;
-                let body = &self.client.buf[self.c_fwd + HEADER_LEN..self.c_fwd + h.total()];
+                let body = h.body_in(self.client.buf, self.c_fwd);
                 if !self.server.dirty
                     && text_is_dirty(frontend::query_text(h.tag, body).unwrap_or_default())
                 {
@@ -113,7 +111,7 @@ impl Relay<'_> {
             }
             ftag::PARSE => {
                 self.unsynced = true;
-                let body = &self.client.buf[self.c_fwd + HEADER_LEN..self.c_fwd + h.total()];
+                let body = h.body_in(self.client.buf, self.c_fwd);
                 let named = frontend::parse_statement_name(body).is_some_and(|n| !n.is_empty());
                 if !self.server.dirty
                     && text_is_dirty(frontend::query_text(h.tag, body).unwrap_or_default())
@@ -160,7 +158,7 @@ impl Relay<'_> {
                 } else {
                     Expect::Describe
                 };
-                let body = &self.client.buf[self.c_fwd + HEADER_LEN..self.c_fwd + h.total()];
+                let body = h.body_in(self.client.buf, self.c_fwd);
                 let target = if h.tag == ftag::BIND {
                     frontend::bind_names(body)
                 } else {
@@ -182,7 +180,7 @@ impl Relay<'_> {
                         let (lead_len, after_len) = (lead.len(), after.len());
                         self.take_over_forwarded();
                         self.ensure_prepared(&stmt);
-                        let body = &self.client.buf[HEADER_LEN..h.total()];
+                        let body = h.body_in(self.client.buf, 0);
                         let after = &body[body.len() - after_len..];
                         if h.tag == ftag::BIND {
                             put_message(
@@ -205,7 +203,7 @@ impl Relay<'_> {
             }
             ftag::CLOSE => {
                 self.unsynced = true;
-                let body = &self.client.buf[self.c_fwd + HEADER_LEN..self.c_fwd + h.total()];
+                let body = h.body_in(self.client.buf, self.c_fwd);
                 let statement = frontend::target(body)
                     .filter(|(kind, name, _)| *kind == b'S' && !name.is_empty())
                     .map(|(_, name, _)| name);
@@ -257,10 +255,8 @@ impl Relay<'_> {
                 if whole {
                     self.copy_whole(h);
                 } else {
-                    self.take_over_forwarded();
-                    let n = self.client.buf.len();
-                    self.server.out.extend_from_slice(&self.client.buf[..n]);
-                    self.client.buf.advance(n);
+                    let n = self.unscanned().len();
+                    self.copy_front(n);
                     self.c_skip = h.total() - n;
                 }
             }
@@ -328,8 +324,7 @@ impl Relay<'_> {
             }
             None => {
                 let n = self.client.buf.len();
-                self.server.out.extend_from_slice(&self.client.buf[..n]);
-                self.client.buf.advance(n);
+                self.copy_front(n);
                 self.c_skip = h.total() - n;
             }
         }
@@ -353,8 +348,7 @@ impl Relay<'_> {
             _ => Expect::Close,
         });
         let n = self.client.buf.len();
-        self.server.out.extend_from_slice(&self.client.buf[..n]);
-        self.client.buf.advance(n);
+        self.copy_front(n);
         self.c_skip = h.total() - n;
         true
     }
@@ -366,11 +360,7 @@ impl Relay<'_> {
         if self.server.out.is_empty() {
             self.c_fwd += h.total();
         } else {
-            debug_assert_eq!(self.c_fwd, 0);
-            self.server
-                .out
-                .extend_from_slice(&self.client.buf[..h.total()]);
-            self.client.buf.advance(h.total());
+            self.copy_front(h.total());
         }
     }
 
@@ -386,12 +376,18 @@ impl Relay<'_> {
     /// the next message is at the front of the client's buffer.
     fn take_over_forwarded(&mut self) {
         if self.c_fwd > 0 {
-            self.server
-                .out
-                .extend_from_slice(&self.client.buf[..self.c_fwd]);
-            self.client.buf.advance(self.c_fwd);
-            self.c_fwd = 0;
+            self.copy_front(0);
         }
+    }
+
+    /// Copies the next `n` unscanned client bytes into the server's `out`
+    /// buffer and consumes them, taking over the bytes passed on straight
+    /// from the client's buffer first (they go ahead of them).
+    fn copy_front(&mut self, n: usize) {
+        let n = self.c_fwd + n;
+        self.c_fwd = 0;
+        self.server.out.extend_from_slice(&self.client.buf[..n]);
+        self.client.buf.advance(n);
     }
 
     /// Makes sure the serving connection has `stmt`, injecting its Parse.

@@ -305,17 +305,11 @@ impl<'a> Relay<'a> {
             } else if !blocked.client_read {
                 // Waiting on the client again while its last wait is still
                 // registered (the server woke this task) costs a readiness check.
-                let read = if self
+                let buf = &mut *self.client.buf;
+                let read = self
                     .client
-                    .stream
-                    .read_wait_registered(self.client.read_interest)
-                {
-                    Poll::Pending
-                } else {
-                    let read = poll_read_into(self.client.stream, cx, self.client.buf);
-                    self.client.read_interest.polled(&read);
-                    read
-                };
+                    .read_interest
+                    .poll(self.client.stream, |s| poll_read_into(s, cx, buf));
                 match read {
                     Poll::Ready(Ok(0)) => {
                         self.client_eof = true;
