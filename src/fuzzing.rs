@@ -13,7 +13,7 @@ use bytes::BytesMut;
 
 use crate::auth::{ScramSecret, ScramServer, ScramVerdict};
 use crate::config::{Config, Userlist};
-use crate::protocol::frame::{read_header, split_message, HEADER_LEN};
+use crate::protocol::frame::{read_cstr, read_header, split_message, HEADER_LEN};
 use crate::protocol::frontend::{self, tag};
 use crate::protocol::startup::{self, StartupPacket};
 use crate::server::dirty::text_is_dirty;
@@ -65,14 +65,22 @@ fn message_body(tag_byte: u8, body: &[u8]) {
     let _ = frontend::is_known_tag(tag_byte);
     match tag_byte {
         tag::QUERY => {
-            let text = frontend::query_text(tag_byte, body).unwrap_or_default();
-            let _ = text_is_dirty(text);
+            let text = frontend::query_text(tag_byte, body);
+            if let Some(text) = text {
+                // The relay scans the whole body (the text ends at its NUL).
+                assert_eq!(text_is_dirty(body), text_is_dirty(text));
+            }
+            let text = text.unwrap_or_default();
             let _ = crate::admin::parse::parse(&String::from_utf8_lossy(text));
         }
         tag::PARSE => {
             let _ = frontend::parse_statement_name(body);
-            let text = frontend::query_text(tag_byte, body).unwrap_or_default();
-            let _ = text_is_dirty(text);
+            if let Some(text) = frontend::query_text(tag_byte, body) {
+                // The relay scans the rest of the body after the name (the
+                // text ends at its NUL).
+                let (_, rest) = read_cstr(body).unwrap_or_default();
+                assert_eq!(text_is_dirty(rest), text_is_dirty(text));
+            }
             if let Some((name, stmt)) = Statement::from_parse(body) {
                 assert!(name.len() < body.len());
                 assert!(stmt.name.starts_with("pgpool_"));

@@ -72,34 +72,78 @@ fn starts_with_ci(hay: &[u8], needle: &[u8]) -> bool {
             .all(|(a, b)| a.to_ascii_lowercase() == *b)
 }
 
+/// Bytes tested per step of [`text_is_dirty`].
+const LANES: usize = 16;
+/// A step's bytes plus the two a keyword prefix may reach past the last one.
+const WINDOW: usize = LANES + 2;
+
 /// True if query text mentions something that changes session state without
 /// a telling command tag. False positives only cost a reset.
 ///
-/// Runs on every query, so it first looks for the keywords' three-letter
-/// prefixes (`set`, `adv`, `nex`, `tem`, `dbl`: "SELECT" is not one) a block
-/// at a time, in a loop without early exit the compiler can vectorise, and
-/// checks whole keywords only inside a block with a candidate.
+/// The text ends at its first NUL (or the end of `sql`), so a Query body, or
+/// a Parse body after the statement name, can be passed as it is.
+///
+/// Runs on every query, so it tests [`LANES`] bytes at a time, in a loop of
+/// fixed length without early exit that the compiler turns into vector code
+/// (SSE2, NEON): does any of them start one of the keywords' three-letter
+/// prefixes (`set`, `adv`, `nex`, `tem`, `dbl`: "SELECT" is not one), or is
+/// any of them NUL? Only then are those bytes checked one by one.
 pub fn text_is_dirty(sql: &[u8]) -> bool {
-    const BLOCK: usize = 32;
+    let Some(last) = sql.len().checked_sub(WINDOW) else {
+        let mut window = [0u8; WINDOW];
+        window[..sql.len()].copy_from_slice(sql);
+        let (candidate, _) = window_flags(&window);
+        return candidate && check_bytes(sql, 0, sql.len()).unwrap_or(false);
+    };
     let mut start = 0;
-    while start + 2 < sql.len() {
-        let end = (start + BLOCK).min(sql.len() - 2);
-        let (a, b, c) = (
-            &sql[start..end],
-            &sql[start + 1..end + 1],
-            &sql[start + 2..end + 2],
-        );
-        let candidate = a
-            .iter()
-            .zip(b)
-            .zip(c)
-            .fold(false, |any, ((&x, &y), &z)| any | is_prefix(x, y, z));
-        if candidate && (start..end).any(|i| keyword_at(&sql[i..])) {
-            return true;
+    loop {
+        // The last window ends at the end of `sql`, overlapping the one
+        // before; its bytes before `start` were tested already.
+        let at = start.min(last);
+        let Ok(window) = <&[u8; WINDOW]>::try_from(&sql[at..at + WINDOW]) else {
+            return check_bytes(sql, start, sql.len()).unwrap_or(false);
+        };
+        let (candidate, nul) = window_flags(window);
+        let end = if at == last { sql.len() } else { at + LANES };
+        if candidate {
+            if let Some(dirty) = check_bytes(sql, start, end) {
+                return dirty;
+            }
         }
-        start = end;
+        if nul || at == last {
+            return false;
+        }
+        start += LANES;
     }
-    false
+}
+
+/// Whether any of a window's first [`LANES`] bytes starts a keyword prefix,
+/// and whether any is NUL.
+#[inline(always)]
+fn window_flags(w: &[u8; WINDOW]) -> (bool, bool) {
+    let mut candidate = false;
+    let mut nul = false;
+    for i in 0..LANES {
+        candidate |= is_prefix(w[i], w[i + 1], w[i + 2]);
+        nul |= w[i] == 0;
+    }
+    (candidate, nul)
+}
+
+/// Checks `sql[from..to]` byte by byte: `Some(true)` at a keyword,
+/// `Some(false)` at the NUL that ends the text, `None` if neither.
+#[cold]
+#[inline(never)]
+fn check_bytes(sql: &[u8], from: usize, to: usize) -> Option<bool> {
+    for (i, &b) in sql.iter().enumerate().take(to).skip(from) {
+        if b == 0 {
+            return Some(false);
+        }
+        if keyword_at(&sql[i..]) {
+            return Some(true);
+        }
+    }
+    None
 }
 
 /// True if `x y z` (any case) starts one of the keywords.
@@ -186,12 +230,39 @@ mod tests {
         assert!(!text_is_dirty(b""));
     }
 
-    /// The block-wise scan agrees with a plain search, wherever a keyword sits
-    /// (block boundaries included) and however it is cased.
+    #[test]
+    fn text_ends_at_its_nul() {
+        // A Query body, and a Parse body after its name (parameter types
+        // follow the NUL: bytes that spell a keyword prefix there are not text).
+        assert!(!text_is_dirty(b"SELECT 1\0"));
+        assert!(text_is_dirty(b"SELECT nextval('s')\0"));
+        assert!(!text_is_dirty(b"SELECT $1\0\0\x01\0set"));
+        assert!(!text_is_dirty(
+            b"SELECT 1\0 SELECT set_config('a', 'b', false)"
+        ));
+        let long = [
+            &b"SELECT abalance FROM pgbench_accounts WHERE aid = $1"[..],
+            b"\0temp",
+        ]
+        .concat();
+        assert!(!text_is_dirty(&long));
+        assert!(text_is_dirty(
+            &long[..long.len() - 5]
+                .iter()
+                .chain(b" temp\0")
+                .copied()
+                .collect::<Vec<_>>()
+        ));
+    }
+
+    /// The window-wise scan agrees with a plain search of the text before the
+    /// first NUL, wherever a keyword or NUL sits (window boundaries included)
+    /// and however it is cased.
     #[test]
     fn text_scan_matches_a_plain_search() {
         fn plain(sql: &[u8]) -> bool {
-            let lower = sql.to_ascii_lowercase();
+            let text = sql.split(|&b| b == 0).next().unwrap_or_default();
+            let lower = text.to_ascii_lowercase();
             [
                 "set_config",
                 "setval",
@@ -203,9 +274,9 @@ mod tests {
             .iter()
             .any(|k| lower.windows(k.len()).any(|w| w == k.as_bytes()))
         }
-        let pieces: [&[u8]; 12] = [
+        let pieces: [&[u8]; 13] = [
             b"SELECT ", b"set", b"_config", b"val", b"adv", b"isory", b"NEXT", b"val", b"te",
-            b"mp", b"dbl", b"ink",
+            b"mp", b"dbl", b"ink", b"\0",
         ];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
@@ -220,7 +291,7 @@ mod tests {
             let len = (next() % 90) as usize;
             while sql.len() < len {
                 match next() % 4 {
-                    0 => sql.extend_from_slice(pieces[(next() % 12) as usize]),
+                    0 => sql.extend_from_slice(pieces[(next() % 13) as usize]),
                     1 => sql.push(b' '),
                     _ => sql.push(b"abcdelmnpstvxy_"[(next() % 15) as usize]),
                 }

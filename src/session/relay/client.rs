@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::{Relay, RelayError, INSPECT_CAP};
-use crate::protocol::frame::{read_header, Header, HEADER_LEN};
+use crate::protocol::frame::{read_cstr, read_header, Header, HEADER_LEN};
 use crate::protocol::frontend::{self, tag as ftag};
 use crate::server::dirty::text_is_dirty;
 use crate::session::prepared::{Expect, ManagedParse, Statement};
@@ -101,9 +101,7 @@ impl Relay<'_> {
                 self.syncs_since_execute = 0;
                 self.counts.queries += 1;
                 let body = h.body_in(self.client.buf, self.c_fwd);
-                if !self.server.dirty
-                    && text_is_dirty(frontend::query_text(h.tag, body).unwrap_or_default())
-                {
+                if !self.server.dirty && text_is_dirty(body) {
                     self.server.dirty = true;
                 }
                 self.client.expect.push(Expect::Query);
@@ -112,10 +110,9 @@ impl Relay<'_> {
             ftag::PARSE => {
                 self.unsynced = true;
                 let body = h.body_in(self.client.buf, self.c_fwd);
-                let named = frontend::parse_statement_name(body).is_some_and(|n| !n.is_empty());
-                if !self.server.dirty
-                    && text_is_dirty(frontend::query_text(h.tag, body).unwrap_or_default())
-                {
+                let (name, text) = read_cstr(body).unwrap_or_default();
+                let named = !name.is_empty();
+                if !self.server.dirty && text_is_dirty(text) {
                     self.server.dirty = true;
                 }
                 match (named && prepared)
