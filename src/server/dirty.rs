@@ -73,7 +73,7 @@ fn starts_with_ci(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Bytes tested per step of [`text_is_dirty`].
-const LANES: usize = 16;
+const LANES: usize = 32;
 /// A step's bytes plus the two a keyword prefix may reach past the last one.
 const WINDOW: usize = LANES + 2;
 
@@ -288,7 +288,7 @@ mod tests {
         let mut dirty = 0;
         for _ in 0..20_000 {
             let mut sql = Vec::new();
-            let len = (next() % 90) as usize;
+            let len = (next() % 150) as usize;
             while sql.len() < len {
                 match next() % 4 {
                     0 => sql.extend_from_slice(pieces[(next() % 13) as usize]),
