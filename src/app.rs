@@ -43,6 +43,9 @@ pub struct Shared {
     /// The client listen address in force; the accept loop re-binds when a
     /// reload changes it.
     pub listen_addr: watch::Sender<std::net::SocketAddr>,
+    /// The HTTP address in force (`None`: no HTTP); the HTTP server re-binds
+    /// when a reload changes it.
+    pub http_addr: watch::Sender<Option<std::net::SocketAddr>>,
     /// Databases held by the admin PAUSE.
     paused: std::sync::Mutex<Paused>,
     /// Each database entry's hosts (roles, set-aside state), shared by its pools.
@@ -78,6 +81,7 @@ impl Shared {
             paused: Default::default(),
             host_sets: Default::default(),
             listen_addr: watch::Sender::new(snapshot.config.listen.addr),
+            http_addr: watch::Sender::new(snapshot.config.listen.http_addr),
             login_throttle: Default::default(),
             snapshot: ArcSwap::from_pointee(snapshot),
             registry: Registry::new(),
@@ -313,6 +317,11 @@ impl Shared {
             *addr = snapshot.config.listen.addr;
             changed
         });
+        self.http_addr.send_if_modified(|addr| {
+            let changed = *addr != snapshot.config.listen.http_addr;
+            *addr = snapshot.config.listen.http_addr;
+            changed
+        });
         self.snapshot.store(Arc::new(snapshot));
     }
 }
@@ -358,7 +367,11 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
         .stats
         .listening
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let http = http_listener.map(|l| tokio::spawn(crate::http::serve(l, shared.clone())));
+    let http = tokio::spawn(crate::http::serve(
+        http_listener,
+        shared.clone(),
+        shared.http_addr.subscribe(),
+    ));
     let probes = tokio::spawn(probe_writers(shared.clone()));
     let watcher = tokio::spawn(crate::file_watch::run(shared.clone()));
     let accept = tokio::spawn(crate::net::listener::accept_loop(
@@ -373,9 +386,7 @@ pub async fn run(path: &Path) -> Result<(), AppError> {
     watcher.abort();
     drain(&shared, shutdown_tx, accept, drain_timeout).await;
     probes.abort();
-    if let Some(http) = http {
-        http.abort();
-    }
+    http.abort();
     Ok(())
 }
 

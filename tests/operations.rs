@@ -221,6 +221,50 @@ async fn new_listen_addr_is_bound_on_reload_and_clients_stay() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn new_http_addr_is_bound_on_reload_and_empty_stops_it() {
+    if PoolerKind::is_pgbouncer() {
+        return;
+    }
+    let pooler = Pooler::start(cluster());
+    let old_port = pooler.http_port();
+    let live = common::http::request(old_port, "GET", "/health/live").await;
+    assert_eq!(live.status, 200, "{live:?}");
+    let new_port = pgpool_rs::localpg::free_port().expect("free port");
+    edit_config(&pooler, |t| {
+        section(t, &["listen"]).insert("http_addr".into(), format!("127.0.0.1:{new_port}").into());
+    });
+    pooler.send_signal("HUP");
+    wait_until(
+        Duration::from_secs(5),
+        "the new http port accepts",
+        || async { std::net::TcpStream::connect(("127.0.0.1", new_port)).is_ok() },
+    )
+    .await;
+    let live = common::http::request(new_port, "GET", "/health/live").await;
+    assert_eq!(live.status, 200, "{live:?}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", old_port)).is_err(),
+        "the old http port is closed"
+    );
+
+    edit_config(&pooler, |t| {
+        section(t, &["listen"]).insert("http_addr".into(), "".into());
+    });
+    pooler.send_signal("HUP");
+    wait_until(Duration::from_secs(5), "http stops", || async {
+        std::net::TcpStream::connect(("127.0.0.1", new_port)).is_err()
+    })
+    .await;
+    assert!(pooler.log().contains("HTTP endpoints stopped"));
+    let client = pooler.connect_app().await;
+    assert_eq!(
+        simple_value(&client, "SELECT 1").await,
+        "1",
+        "clients unaffected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn max_client_conn_follows_reload() {
     if PoolerKind::is_pgbouncer() {
         return;

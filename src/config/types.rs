@@ -146,7 +146,8 @@ named_enum! {
 /// `[listen]`: the client-facing side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
-    /// Postgres-protocol listening address. Not applied by reload: needs a restart.
+    /// Postgres-protocol listening address. A reload re-binds (accepted
+    /// clients stay).
     pub addr: SocketAddr,
     /// Clients beyond this get a clean FATAL "too many clients". At least 1.
     pub max_client_conn: u32,
@@ -156,7 +157,8 @@ pub struct Listen {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key (absolute, or resolved against the config file's directory).
     pub tls_key: Option<PathBuf>,
-    /// `/metrics` and `/health/*`; `None` when `http_addr = ""`. Not applied by reload.
+    /// `/metrics` and `/health/*`; `None` when `http_addr = ""`. A reload
+    /// re-binds (or stops serving, for `""`).
     pub http_addr: Option<SocketAddr>,
 }
 

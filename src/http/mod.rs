@@ -19,8 +19,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
 
 use crate::app::Shared;
 use crate::config::Role;
@@ -45,10 +45,17 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves HTTP on `listener` until the task is aborted.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "http listening (/metrics, /health/live, /health/ready)");
+/// Serves HTTP on `listener` (none when `http_addr = ""`) until the task is
+/// aborted; `addr` announces a reload's new `http_addr`: the new socket
+/// replaces the old one (kept, logged, if it cannot be bound), and `""`
+/// stops serving.
+pub async fn serve(
+    mut listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+    mut addr: watch::Receiver<Option<SocketAddr>>,
+) {
+    if let Some(a) = listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        tracing::info!(addr = %a, "http listening (/metrics, /health/live, /health/ready)");
     }
     let state = Arc::new(Http::new(shared));
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -56,7 +63,15 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let stream = match listener.accept().await {
+        let accepted = tokio::select! {
+            r = accept(listener.as_ref()) => r,
+            Ok(()) = addr.changed() => {
+                let want = *addr.borrow_and_update();
+                listener = rebind(listener, want).await;
+                continue;
+            }
+        };
+        let stream = match accepted {
             Ok((stream, _peer)) => stream,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -89,6 +104,36 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             }
             drop(permit);
         });
+    }
+}
+
+/// The next connection on `listener`; never ready without one.
+async fn accept(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The listener after a reload set `http_addr` to `want`: the current one if
+/// it is already there or `want` cannot be bound (logged), none for `""`.
+async fn rebind(current: Option<TcpListener>, want: Option<SocketAddr>) -> Option<TcpListener> {
+    let Some(want) = want else {
+        tracing::info!("http_addr is empty: HTTP endpoints stopped");
+        return None;
+    };
+    if current.as_ref().and_then(|l| l.local_addr().ok()) == Some(want) {
+        return current;
+    }
+    match TcpListener::bind(want).await {
+        Ok(l) => {
+            tracing::info!(addr = %want, "http listening on the new address; the old one is closed");
+            Some(l)
+        }
+        Err(e) => {
+            tracing::error!(addr = %want, error = %e, "cannot listen for http on the new address; still on the old one");
+            current
+        }
     }
 }
 
