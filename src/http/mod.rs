@@ -125,16 +125,9 @@ async fn rebind(current: Option<TcpListener>, want: Option<SocketAddr>) -> Optio
     if current.as_ref().and_then(|l| l.local_addr().ok()) == Some(want) {
         return current;
     }
-    match TcpListener::bind(want).await {
-        Ok(l) => {
-            tracing::info!(addr = %want, "http listening on the new address; the old one is closed");
-            Some(l)
-        }
-        Err(e) => {
-            tracing::error!(addr = %want, error = %e, "cannot listen for http on the new address; still on the old one");
-            current
-        }
-    }
+    crate::net::listener::bind_for_reload(want, "http")
+        .await
+        .or(current)
 }
 
 /// What the HTTP handlers share: the pooler's state, the metrics renderer,

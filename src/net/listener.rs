@@ -65,13 +65,20 @@ async fn rebind(current: &TcpListener, want: SocketAddr) -> Option<TcpListener> 
     if current.local_addr().ok() == Some(want) {
         return None;
     }
+    bind_for_reload(want, "client").await
+}
+
+/// Binds `want` for a reload that changed the address of the `which`
+/// listener (client, http), logging the outcome; `None` if it cannot be
+/// bound (the caller keeps its old socket).
+pub async fn bind_for_reload(want: SocketAddr, which: &str) -> Option<TcpListener> {
     match TcpListener::bind(want).await {
         Ok(l) => {
-            tracing::info!(addr = %want, "listening on the new address; the old one is closed");
+            tracing::info!(addr = %want, listener = which, "listening on the new address; the old one is closed");
             Some(l)
         }
         Err(e) => {
-            tracing::error!(addr = %want, error = %e, "cannot listen on the new address; still on the old one");
+            tracing::error!(addr = %want, listener = which, error = %e, "cannot listen on the new address; still on the old one");
             None
         }
     }
