@@ -653,6 +653,51 @@ fn app_row(shown: &Shown) -> &Vec<Option<String>> {
     rows[0]
 }
 
+/// Console sessions are clients too, as in PgBouncer: listed on the admin
+/// database, active, gone once they disconnect.
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_list_console_sessions() {
+    let pooler = console_pooler().start();
+    let mut config = pooler.config("pgpool", "md5_user", password_of("md5_user"));
+    config.application_name("watcher");
+    let watcher = connect_with(&config)
+        .await
+        .expect("stats user on the console");
+    let admin = console(&pooler, "app").await;
+
+    let clients = show(&admin, "SHOW CLIENTS").await;
+    let on_pgpool = clients.rows_where("database", "pgpool");
+    assert_eq!(on_pgpool.len(), 1, "{:?}", clients.rows);
+    let row = on_pgpool[0];
+    assert_eq!(clients.get(row, "type"), Some("C"));
+    assert_eq!(clients.get(row, "user"), Some("md5_user"));
+    assert_eq!(clients.get(row, "state"), Some("active"));
+    assert_eq!(clients.get(row, "application_name"), Some("watcher"));
+    assert_eq!(clients.get(row, "link"), Some(""), "no server behind it");
+    assert_eq!(clients.int(row, "local_port"), i64::from(pooler.port()));
+    let me = clients.rows_where("user", "app");
+    assert_eq!(
+        me.len(),
+        1,
+        "the asking session lists itself: {:?}",
+        clients.rows
+    );
+    assert_eq!(clients.get(me[0], "database"), Some("pgbouncer"));
+
+    drop(watcher);
+    wait_until(
+        Duration::from_secs(5),
+        "the closed session leaves the list",
+        || async {
+            show(&admin, "SHOW CLIENTS")
+                .await
+                .rows_where("database", "pgpool")
+                .is_empty()
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn clients_and_servers_list_each_connection_and_its_state() {
     let pooler = console_pooler().set("databases.app.pool_size", "1").start();
@@ -717,7 +762,11 @@ async fn clients_and_servers_list_each_connection_and_its_state() {
     })
     .await;
     let clients = show(&admin, "SHOW CLIENTS").await;
-    let active = clients.rows_where("state", "active");
+    let active: Vec<_> = clients
+        .rows_where("state", "active")
+        .into_iter()
+        .filter(|r| clients.get(r, "database") == Some("app"))
+        .collect();
     assert_eq!(active.len(), 1);
     let servers = show(&admin, "SHOW SERVERS").await;
     let server = app_row(&servers);

@@ -45,11 +45,27 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
     // once; inline it would stay in every client's task for its whole life.
     let login = match Box::pin(startup::login(&mut client, &shared, peer)).await {
         Ok(Some(startup::Admitted::Pool(login))) => login,
-        Ok(Some(startup::Admitted::Console(access))) => {
-            tracing::info!(client = ?peer, ?access, "admin console login");
-            if let Err(e) = Box::pin(crate::admin::serve(&mut client, &shared, access)).await {
+        Ok(Some(startup::Admitted::Console(console))) => {
+            tracing::info!(client = ?peer, access = ?console.access, "admin console login");
+            let card = &console.cancel_slot.card;
+            card.set_info(ClientInfo {
+                user: console.user,
+                database: console.database,
+                peer,
+                local,
+                connected: std::time::SystemTime::now(),
+                application_name: console.application_name,
+                tls: client.tls_description(),
+            });
+            // Served by the pooler itself, with no server: PgBouncer lists
+            // a console client as active.
+            card.active(0);
+            if let Err(e) =
+                Box::pin(crate::admin::serve(&mut client, &shared, console.access)).await
+            {
                 send_error(&mut client, &e).await;
             }
+            shared.cancels.remove(console.cancel_pid);
             return;
         }
         Ok(None) => return,

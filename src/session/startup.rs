@@ -38,13 +38,32 @@ pub struct Login {
     pub cancel_slot: Arc<CancelSlot>,
 }
 
+/// A client logged in to the admin console. It has a cancel key like any
+/// client (a CancelRequest for it finds no server and does nothing), so that
+/// SHOW CLIENTS lists it, as PgBouncer does.
+#[derive(Debug)]
+pub struct ConsoleLogin {
+    /// What the user may do.
+    pub access: crate::admin::Access,
+    /// Client user name.
+    pub user: String,
+    /// The admin database it connected to (`pgbouncer` or `pgpool`).
+    pub database: String,
+    /// `application_name` from the startup packet.
+    pub application_name: String,
+    /// The pooler-issued cancel key's pid.
+    pub cancel_pid: u32,
+    /// Its entry in the client list.
+    pub cancel_slot: Arc<CancelSlot>,
+}
+
 /// Where a logged-in connection goes.
 #[derive(Debug)]
 pub enum Admitted {
     /// A pool of a database entry.
     Pool(Login),
     /// The admin console.
-    Console(crate::admin::Access),
+    Console(ConsoleLogin),
 }
 
 /// Runs the login phase under `client_login_timeout`. `Ok(None)` when the
@@ -197,13 +216,20 @@ async fn login_inner(
             return Err(e);
         };
         let mut out = BytesMut::with_capacity(256);
-        crate::admin::welcome(
-            &mut out,
-            rand::random::<u32>() & 0x7fff_ffff,
-            rand::random(),
-        );
-        client.send(&out).await.map_err(|_| closed())?;
-        return Ok(Some(Admitted::Console(access)));
+        let (cancel_pid, cancel_secret, cancel_slot) = shared.cancels.register();
+        crate::admin::welcome(&mut out, cancel_pid, cancel_secret);
+        if client.send(&out).await.is_err() {
+            shared.cancels.remove(cancel_pid);
+            return Err(closed());
+        }
+        return Ok(Some(Admitted::Console(ConsoleLogin {
+            access,
+            application_name: get("application_name").unwrap_or_default().to_owned(),
+            user,
+            database,
+            cancel_pid,
+            cancel_slot,
+        })));
     }
     let Some(db) = snapshot.config.databases.get(&database) else {
         let e = ClientError::fatal(
