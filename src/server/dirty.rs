@@ -85,7 +85,7 @@ const WINDOW: usize = LANES + 2;
 ///
 /// Runs on every query, so it tests [`LANES`] bytes at a time, in a loop of
 /// fixed length without early exit that the compiler turns into vector code
-/// (SSE2, NEON): does any of them start one of the keywords' three-letter
+/// (SSE2 on x86-64): does any of them start one of the keywords' three-letter
 /// prefixes (`set`, `adv`, `nex`, `tem`, `dbl`: "SELECT" is not one), or is
 /// any of them NUL? Only then are those bytes checked one by one.
 pub fn text_is_dirty(sql: &[u8]) -> bool {
