@@ -41,6 +41,15 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
     let peer = stream.peer_addr().ok();
     let local = stream.local_addr().ok();
     let mut client = ClientStream::Plain(stream);
+    let info = |client: &ClientStream, user, database, application_name| ClientInfo {
+        user,
+        database,
+        peer,
+        local,
+        connected: std::time::SystemTime::now(),
+        application_name,
+        tls: client.tls_description(),
+    };
     // Boxed: the login's state (SCRAM, TLS handshake) is large and needed
     // once; inline it would stay in every client's task for its whole life.
     let login = match Box::pin(startup::login(&mut client, &shared, peer)).await {
@@ -48,15 +57,12 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
         Ok(Some(startup::Admitted::Console(console))) => {
             tracing::info!(client = ?peer, access = ?console.access, "admin console login");
             let card = &console.cancel_slot.card;
-            card.set_info(ClientInfo {
-                user: console.user,
-                database: console.database,
-                peer,
-                local,
-                connected: std::time::SystemTime::now(),
-                application_name: console.application_name,
-                tls: client.tls_description(),
-            });
+            card.set_info(info(
+                &client,
+                console.user,
+                console.database,
+                console.application_name,
+            ));
             // Served by the pooler itself, with no server: PgBouncer lists
             // a console client as active.
             card.active(0);
@@ -75,19 +81,16 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
         }
     };
     tracing::debug!(client = ?peer, db = %login.pool.key.database, user = %login.pool.key.user, "client logged in");
-    login.cancel_slot.card.set_info(ClientInfo {
-        user: login.pool.key.user.clone(),
-        database: login.pool.key.database.clone(),
-        peer,
-        local,
-        connected: std::time::SystemTime::now(),
-        application_name: login
+    login.cancel_slot.card.set_info(info(
+        &client,
+        login.pool.key.user.clone(),
+        login.pool.key.database.clone(),
+        login
             .wanted
             .get("application_name")
             .unwrap_or_default()
             .to_owned(),
-        tls: client.tls_description(),
-    });
+    ));
     // A drain that started during the login missed this client's slot.
     if *shared.shutdown.borrow() {
         login.cancel_slot.close_when_idle();

@@ -216,12 +216,10 @@ async fn login_inner(
             return Err(e);
         };
         let mut out = BytesMut::with_capacity(256);
-        let (cancel_pid, cancel_secret, cancel_slot) = shared.cancels.register();
-        crate::admin::welcome(&mut out, cancel_pid, cancel_secret);
-        if client.send(&out).await.is_err() {
-            shared.cancels.remove(cancel_pid);
-            return Err(closed());
-        }
+        let (cancel_pid, cancel_slot) =
+            send_with_cancel_key(client, shared, &mut out, crate::admin::welcome)
+                .await
+                .ok_or_else(closed)?;
         return Ok(Some(Admitted::Console(ConsoleLogin {
             access,
             application_name: get("application_name").unwrap_or_default().to_owned(),
@@ -274,19 +272,39 @@ async fn login_inner(
             wanted.set(k, v);
         }
     }
-    let (cancel_pid, cancel_secret, cancel_slot) = shared.cancels.register();
-    backend::backend_key_data(&mut out, cancel_pid, cancel_secret);
-    backend::ready_for_query(&mut out, TxStatus::Idle);
-    if client.send(&out).await.is_err() {
-        shared.cancels.remove(cancel_pid);
+    let Some((cancel_pid, cancel_slot)) =
+        send_with_cancel_key(client, shared, &mut out, |out, pid, secret| {
+            backend::backend_key_data(out, pid, secret);
+            backend::ready_for_query(out, TxStatus::Idle);
+        })
+        .await
+    else {
         return Ok(None);
-    }
+    };
     Ok(Some(Admitted::Pool(Login {
         pool,
         wanted,
         cancel_pid,
         cancel_slot,
     })))
+}
+
+/// Registers the client's cancel key, appends the end of its login built
+/// around the key (`finish(out, pid, secret)`) and sends `out`; returns the
+/// key's pid and slot, or `None` (key forgotten) when the client is gone.
+async fn send_with_cancel_key(
+    client: &mut ClientStream,
+    shared: &Shared,
+    out: &mut BytesMut,
+    finish: impl FnOnce(&mut BytesMut, u32, u32),
+) -> Option<(u32, Arc<CancelSlot>)> {
+    let (pid, secret, slot) = shared.cancels.register();
+    finish(out, pid, secret);
+    if client.send(out).await.is_err() {
+        shared.cancels.remove(pid);
+        return None;
+    }
+    Some((pid, slot))
 }
 
 /// One info line per refused login: who, where from, why — never a password.
